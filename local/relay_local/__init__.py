@@ -1,0 +1,1 @@
+"""Local development stack: embedded AWS, sandbox upstreams and tooling (never imported by handlers)."""
