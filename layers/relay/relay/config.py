@@ -1,0 +1,111 @@
+"""Every setting of the relay in one pydantic-settings model, parsed once per process.
+
+The env names are a stable contract (DESIGN.md, "Configuration contract"). In AWS, secrets come
+from Secrets Manager: the ``*_SECRET`` variables name the secret and :func:`resolve_secret` reads
+it through Powertools Parameters (cached); locally the plain variables hold the values.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # --- Optimized.app -------------------------------------------------------------------
+    optimized_api_url: str = "https://api.optimized.app"
+    optimized_api_token: SecretStr | None = None
+    optimized_api_token_secret: str | None = None
+    optimized_group_limit: int = Field(10, ge=1)
+    optimized_group_window_s: float = Field(60.0, gt=0)
+    optimized_token_limit: int = Field(250, ge=1)
+    optimized_token_window_s: float = Field(60.0, gt=0)
+    # Added to every window: our clock stamps a send slightly before the upstream sees it.
+    optimized_window_margin_s: float = Field(0.25, ge=0)
+    optimized_batch_size: int = Field(50, ge=1, le=50)
+    optimized_connect_timeout_s: float = Field(3.0, gt=0)
+    optimized_read_timeout_s: float = Field(15.0, gt=0)
+    optimized_max_attempts: int = Field(5, ge=1)
+    optimized_retry_base_s: float = Field(2.0, ge=0)
+    optimized_retry_max_s: float = Field(300.0, ge=0)
+    # A timeout after the request was sent may have created the batch upstream: re-sending risks
+    # calling people twice, so by default such chunks are parked as `ambiguous`.
+    optimized_resend_ambiguous: bool = False
+
+    # --- Optimove (contract names; used by the Optimove path) ---------------------------
+    optimove_api_url: str = "https://opti-x.optimove.net/smart-campaigns/v1"
+    optimove_api_key: SecretStr | None = None
+    optimove_brand_key: SecretStr | None = None
+    optimove_brand_rps: float = Field(500, gt=0)
+
+    # --- Batch.com (contract names) ------------------------------------------------------
+    batch_api_url: str = "https://api.batch.com/2.0"
+    batch_rest_key: SecretStr | None = None
+    batch_project_key: SecretStr | None = None
+    batch_project_rps: float = Field(1, gt=0)
+
+    # --- Webhooks and results ------------------------------------------------------------
+    webhook_secret: SecretStr | None = None
+    webhook_tolerance_s: int = 300
+    results_webhook_url: str | None = None
+    results_webhook_secret: SecretStr | None = None
+
+    # --- The relay's own API -------------------------------------------------------------
+    relay_api_keys: SecretStr | None = None
+    relay_api_keys_secret: str | None = None
+    relay_max_body_bytes: int = Field(5_000_000, ge=1024)
+    relay_local_port: int = 3000
+
+    # --- Dispatch tuning -----------------------------------------------------------------
+    # Spend a slot on a part-filled batch only once its oldest profile has waited this long.
+    dispatch_linger_s: float = Field(1.0, ge=0)
+    # Waits shorter than this are slept inside the dispatcher (SQS delays are whole seconds).
+    dispatch_max_inline_wait_s: float = Field(1.0, ge=0, le=5)
+    # Stop taking new slots when less than this remains of the Lambda's time.
+    dispatch_reserve_ms: int = Field(5000, ge=0)
+
+    # --- Resources (set by the template / the local stack) -------------------------------
+    relay_table_name: str = "RelayTable"
+    dispatch_queue_url: str = ""
+    dispatch_dlq_url: str = ""
+    execution_ttl_days: int = Field(90, ge=1)
+    idempotency_ttl_s: int = Field(86_400, ge=60)
+
+    @field_validator("optimized_api_url", "optimove_api_url", "batch_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def api_keys(self) -> frozenset[str]:
+        raw = self.relay_api_keys.get_secret_value() if self.relay_api_keys else None
+        if raw is None and self.relay_api_keys_secret:
+            raw = resolve_secret(self.relay_api_keys_secret)
+        return frozenset(k.strip() for k in (raw or "").split(",") if k.strip())
+
+    def optimized_token(self) -> str | None:
+        if self.optimized_api_token:
+            return self.optimized_api_token.get_secret_value()
+        if self.optimized_api_token_secret:
+            return resolve_secret(self.optimized_api_token_secret)
+        return None
+
+
+def resolve_secret(name: str) -> str:
+    # Imported here: only deployed functions read Secrets Manager, and the import is not free.
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_secret(name, max_age=300))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the parsed settings (tests and the local stack change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""The flows that tie models, store and upstreams together: accept, dispatch, query."""

@@ -1,0 +1,48 @@
+"""Sliding-log rate limiting: at most ``limit`` hits in ANY window of ``window_s`` seconds.
+
+Written by hand because no maintained library keeps a sliding log in DynamoDB with the
+semantics we need. Why a sliding log: Optimized.app's limiter is Laravel-style, its fixed window
+opens at the first hit, so a clock-aligned fixed window on our side can put 2 x limit requests
+into one of its windows. A log that never allows ``limit + 1`` hits within ``window_s`` is safe
+against a window that opens at any moment. This module is pure (no I/O): the store persists the
+log with a version number and conditional writes so concurrent dispatchers never share a slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Rule:
+    limit: int
+    window_s: float
+
+
+@dataclass
+class Log:
+    """The recent hits of one limiter key, as stored (``version`` guards concurrent writers)."""
+
+    hits: list[float] = field(default_factory=list)
+    blocked_until: float = 0.0
+    version: int = 0
+
+    def recent(self, rule: Rule, now: float) -> list[float]:
+        return sorted(h for h in self.hits if h > now - rule.window_s)
+
+    def next_slot(self, rule: Rule, now: float) -> float:
+        """Earliest time >= now at which one more hit keeps every window within the limit."""
+        at = max(now, self.blocked_until)
+        recent = self.recent(rule, at)
+        if len(recent) >= rule.limit:
+            # The hit `limit` places back must leave the window before another may enter it.
+            at = max(at, recent[-rule.limit] + rule.window_s)
+        return at
+
+    def with_hit(self, rule: Rule, now: float) -> Log:
+        return Log(
+            hits=[*self.recent(rule, now), now], blocked_until=self.blocked_until, version=self.version
+        )
+
+    def blocked(self, until: float) -> Log:
+        return Log(hits=list(self.hits), blocked_until=max(self.blocked_until, until), version=self.version)

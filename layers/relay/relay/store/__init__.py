@@ -1,0 +1,1 @@
+"""DynamoDB access: one table, single-table design, every state change a conditional write."""

@@ -1,0 +1,278 @@
+"""Dispatch state: group wake flags, pending chunks, claiming a batch with its rate-limit slot.
+
+Every transition is a conditional write, so a chunk that was claimed or sent can never be claimed
+or sent again, whatever SQS redelivers or however many dispatchers run.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from relay.limits import Log
+from relay.store import codec, keys
+from relay.store.limiter import write_log_operation
+from relay.store.table import MAX_TRANSACTION_ITEMS, ConditionFailed, Table
+
+
+@dataclass
+class PendingChunk:
+    execution_id: str
+    seq: int
+    group_id: str
+    lane: str
+    profiles: list[dict[str, Any]]
+    schedule: dict[str, Any] | None
+    created_at: float
+    gsi2sk: str
+    attempts: int = 0
+
+    @property
+    def key(self) -> dict[str, str]:
+        return keys.chunk(self.execution_id, self.seq)
+
+    @property
+    def size(self) -> int:
+        return len(self.profiles)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> PendingChunk:
+        return cls(
+            execution_id=item["execution_id"],
+            seq=item["seq"],
+            group_id=item["group_id"],
+            lane=item["lane"],
+            profiles=item["profiles"],
+            schedule=item.get("schedule"),
+            created_at=item["created_at"],
+            gsi2sk=item["gsi2sk"],
+            attempts=item.get("attempts", 0),
+        )
+
+
+@dataclass
+class ChunkResult:
+    """What happened to one chunk of a batch (the fields to SET on it)."""
+
+    chunk: PendingChunk
+    status: str  # sent | failed | ambiguous | dead_lettered
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+# --- Group wake state -----------------------------------------------------------------------------
+
+
+def arm(table: Table, group_id: str, added_profiles: int, now: float) -> tuple[bool, int]:
+    """Record new work for a group. Returns (was_armed, pending_profiles_before)."""
+    old = table.update(
+        keys.group_state(group_id),
+        "SET armed = :t, last_work_at = :now, group_id = :g ADD work_version :one, pending_profiles :n",
+        values=codec.values(t=True, now=now, one=1, n=added_profiles, g=group_id),
+        returns="ALL_OLD",
+    )
+    return bool(old.get("armed")), int(old.get("pending_profiles", 0))
+
+
+def read_group(table: Table, group_id: str) -> dict[str, Any]:
+    return table.get(keys.group_state(group_id)) or {}
+
+
+def disarm(table: Table, group_id: str, work_version: int) -> bool:
+    """Clear the wake flag iff no work arrived since ``work_version`` was read."""
+    try:
+        table.update(
+            keys.group_state(group_id),
+            "SET armed = :f",
+            values=codec.values(f=False, v=work_version),
+            condition="attribute_not_exists(work_version) OR work_version = :v",
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
+# --- Pending chunks -------------------------------------------------------------------------------
+
+
+def pending(table: Table, group_id: str, limit: int) -> list[PendingChunk]:
+    items, _ = table.query(
+        IndexName=keys.PENDING_INDEX,
+        KeyConditionExpression="gsi2pk = :p",
+        ExpressionAttributeValues=codec.values(p=keys.pending_partition(group_id)),
+        Limit=limit,
+    )
+    return [PendingChunk.from_item(i) for i in items if i.get("status") == "pending"]
+
+
+def claim(
+    table: Table,
+    chunks: Sequence[PendingChunk],
+    batch_id: str,
+    logs: dict[str, Log],
+    now: float,
+    *,
+    expires_at: int,
+) -> None:
+    """Take the rate-limit slot(s) and the chunks in ONE transaction: all of it or none of it.
+
+    Raises TransactionCancelled when a limiter log moved (another dispatcher took a slot) or a
+    chunk is no longer pending (claimed elsewhere, cancelled).
+    """
+    group_id = chunks[0].group_id
+    operations = [write_log_operation(name, log, expires_at=expires_at) for name, log in logs.items()]
+    for c in chunks:
+        operations.append(
+            {
+                "Update": {
+                    "Key": codec.dump(c.key),
+                    "UpdateExpression": "SET #status = :sending, batch_id = :b, claimed_at = :now "
+                    "REMOVE gsi2pk, gsi2sk",
+                    "ConditionExpression": "#status = :pending",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": codec.values(
+                        sending="sending", pending="pending", b=batch_id, now=now
+                    ),
+                }
+            }
+        )
+    operations.append(
+        {
+            "Update": {
+                "Key": codec.dump(keys.group_state(group_id)),
+                "UpdateExpression": "ADD pending_profiles :minus",
+                "ExpressionAttributeValues": codec.values(minus=-sum(c.size for c in chunks)),
+            }
+        }
+    )
+    table.transact(operations)
+
+
+def finish(table: Table, batch_id: str, results: Sequence[ChunkResult], now: float) -> None:
+    """Move claimed chunks to their final state and count them on their executions, atomically
+    per execution (a packed batch may hold chunks of many executions)."""
+    by_execution: dict[str, list[ChunkResult]] = defaultdict(list)
+    for r in results:
+        by_execution[r.chunk.execution_id].append(r)
+    operations: list[dict[str, Any]] = []
+    for execution_id, rs in by_execution.items():
+        group_ops = [_finish_chunk(r, batch_id, now) for r in rs]
+        group_ops.append(_count_on_execution(execution_id, rs, now))
+        if len(operations) + len(group_ops) > MAX_TRANSACTION_ITEMS:
+            table.transact(operations)
+            operations = []
+        operations += group_ops
+    if operations:
+        table.transact(operations)
+
+
+def _finish_chunk(result: ChunkResult, batch_id: str, now: float) -> dict[str, Any]:
+    fields = {"status": result.status, "finished_at": now, **result.fields}
+    names = {f"#f{i}": name for i, name in enumerate(fields)}
+    vals = {f"v{i}": v for i, v in enumerate(fields.values())}
+    assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+    return {
+        "Update": {
+            "Key": codec.dump(result.chunk.key),
+            "UpdateExpression": f"SET {assignments}",
+            "ConditionExpression": "#st = :sending AND batch_id = :b",
+            "ExpressionAttributeNames": {**names, "#st": "status"},
+            "ExpressionAttributeValues": codec.values(**vals, sending="sending", b=batch_id),
+        }
+    }
+
+
+def _count_on_execution(execution_id: str, results: Sequence[ChunkResult], now: float) -> dict[str, Any]:
+    counts: dict[str, int] = defaultdict(int)
+    for r in results:
+        counts[f"chunks_{r.status}"] += 1
+        counts["profiles_" + r.status] += r.chunk.size
+        if r.fields.get("start_shifted"):
+            counts["chunks_start_shifted"] += 1
+    adds = ", ".join(f"{name} :{name}" for name in counts)
+    return {
+        "Update": {
+            "Key": codec.dump(keys.execution(execution_id)),
+            "UpdateExpression": f"ADD {adds} SET updated_at = :now, "
+            "first_finished_at = if_not_exists(first_finished_at, :now), last_finished_at = :now",
+            "ExpressionAttributeValues": codec.values(**counts, now=now),
+        }
+    }
+
+
+def release(
+    table: Table, batch_id: str, chunks: Sequence[PendingChunk], *, count_attempt: bool, error: dict | None
+) -> None:
+    """Put claimed chunks back in the pending queue (429, or not sent at all)."""
+    group_id = chunks[0].group_id
+    operations: list[dict[str, Any]] = []
+    for c in chunks:
+        vals = codec.values(
+            pending="pending",
+            sending="sending",
+            b=batch_id,
+            p=keys.pending_partition(c.group_id),
+            s=c.gsi2sk,
+            a=1 if count_attempt else 0,
+            e=error or {},
+        )
+        operations.append(
+            {
+                "Update": {
+                    "Key": codec.dump(c.key),
+                    "UpdateExpression": "SET #status = :pending, gsi2pk = :p, gsi2sk = :s, last_error = :e "
+                    "ADD attempts :a REMOVE batch_id",
+                    "ConditionExpression": "#status = :sending AND batch_id = :b",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": vals,
+                }
+            }
+        )
+    operations.append(
+        {
+            "Update": {
+                "Key": codec.dump(keys.group_state(group_id)),
+                "UpdateExpression": "ADD pending_profiles :n",
+                "ExpressionAttributeValues": codec.values(n=sum(c.size for c in chunks)),
+            }
+        }
+    )
+    table.transact(operations)
+
+
+def requeue_dead_chunk(table: Table, execution_id: str, seq: int, now: float) -> dict[str, Any] | None:
+    """Operator re-drive: a dead-lettered chunk goes back to pending with a fresh attempt count."""
+    key = keys.chunk(execution_id, seq)
+    item = table.get(key)
+    if not item or item.get("status") != "dead_lettered":
+        return None
+    table.transact(
+        [
+            {
+                "Update": {
+                    "Key": codec.dump(key),
+                    "UpdateExpression": "SET #status = :pending, gsi2pk = :p, gsi2sk = :s, attempts = :zero "
+                    "REMOVE batch_id",
+                    "ConditionExpression": "#status = :dead",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": codec.values(
+                        pending="pending",
+                        dead="dead_lettered",
+                        p=keys.pending_partition(item["group_id"]),
+                        s=keys.pending_sort(item["created_iso"], execution_id, seq),
+                        zero=0,
+                    ),
+                }
+            },
+            {
+                "Update": {
+                    "Key": codec.dump(keys.execution(execution_id)),
+                    "UpdateExpression": "ADD chunks_dead_lettered :m, profiles_dead_lettered :pm "
+                    "SET updated_at = :now",
+                    "ExpressionAttributeValues": codec.values(m=-1, pm=-item["profile_count"], now=now),
+                }
+            },
+        ]
+    )
+    return item

@@ -1,0 +1,48 @@
+"""Persistence of limiter logs: read consistently, write back only if nobody else did."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from relay.limits import Log
+from relay.store import codec, keys
+from relay.store.table import ConditionFailed, Table
+
+
+def read_logs(table: Table, names: list[str]) -> dict[str, Log]:
+    found = {item["pk"]: item for item in table.get_many([keys.limiter(n) for n in names])}
+    logs: dict[str, Log] = {}
+    for name in names:
+        item = found.get(keys.limiter(name)["pk"])
+        logs[name] = (
+            Log(hits=item.get("hits", []), blocked_until=item.get("blocked_until", 0.0), version=item["v"])
+            if item
+            else Log()
+        )
+    return logs
+
+
+def write_log_operation(name: str, log: Log, *, expires_at: int) -> dict[str, Any]:
+    """A transaction item replacing the log iff its version is the one we read."""
+    return {
+        "Update": {
+            "Key": codec.dump(keys.limiter(name)),
+            "UpdateExpression": "SET hits = :hits, blocked_until = :blocked, v = :next, expires_at = :exp",
+            "ConditionExpression": "attribute_not_exists(pk) OR v = :v" if log.version == 0 else "v = :v",
+            "ExpressionAttributeValues": codec.values(
+                hits=log.hits, blocked=log.blocked_until, next=log.version + 1, v=log.version, exp=expires_at
+            ),
+        }
+    }
+
+
+def block(table: Table, name: str, until: float, *, expires_at: int) -> None:
+    """Feed an upstream's 429 reset time back into the log (only ever moves it later)."""
+    with contextlib.suppress(ConditionFailed):  # already blocked at least that long
+        table.update(
+            keys.limiter(name),
+            "SET blocked_until = :until, expires_at = :exp ADD v :one",
+            values=codec.values(until=until, exp=expires_at, one=1),
+            condition="attribute_not_exists(blocked_until) OR blocked_until < :until",
+        )

@@ -1,0 +1,1 @@
+"""One httpx client per platform: auth, timeouts, error mapping, rate-limit headers."""

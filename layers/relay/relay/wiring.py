@@ -1,0 +1,47 @@
+"""Builds the flows' dependencies from settings, once per process (Lambda reuses them warm)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from relay import aws
+from relay.clock import system_clock
+from relay.config import get_settings
+from relay.queues import WakeQueue
+from relay.store.table import Table
+
+
+@lru_cache(maxsize=1)
+def table() -> Table:
+    return Table(aws.client("dynamodb"), get_settings().relay_table_name)
+
+
+@lru_cache(maxsize=1)
+def wake_queue() -> WakeQueue:
+    s = get_settings()
+    return WakeQueue(aws.client("sqs"), s.dispatch_queue_url, s.dispatch_dlq_url)
+
+
+def accept_deps():  # -> AcceptDeps (imported lazily: the API's cold start pays only for what it uses)
+    from relay.flows.accept import AcceptDeps
+
+    return AcceptDeps(table=table(), queue=wake_queue(), settings=get_settings(), clock=system_clock)
+
+
+@lru_cache(maxsize=1)
+def optimized_client():
+    from relay.upstreams.optimized import OptimizedClient
+
+    s = get_settings()
+    return OptimizedClient(
+        s.optimized_api_url,
+        s.optimized_token(),
+        connect_timeout_s=s.optimized_connect_timeout_s,
+        read_timeout_s=s.optimized_read_timeout_s,
+    )
+
+
+def reset() -> None:
+    """Forget every cached dependency (tests and the local stack change settings)."""
+    for cached in (table, wake_queue, optimized_client):
+        cached.cache_clear()
