@@ -1,0 +1,281 @@
+"""The whole relay on one machine: moto, the template's resources, the HTTP API and SQS pollers.
+
+Used by ``make dev`` (``relay-local``), integration tests and benchmarks::
+
+    with LocalStack(api_port=0) as stack:
+        auth = {"Authorization": f"Bearer {stack.api_key}"}
+        httpx.post(f"{stack.api_url}/v1/optimized/triggers", headers=auth, json=...)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from relay_local import aws
+from relay_local.gateway import Gateway, http_api_routes
+from relay_local.lambdas import LocalFunction, functions_from_template
+from relay_local.pollers import Pollers, SqsPoller, sqs_mappings
+from relay_local.template import load_template
+
+log = logging.getLogger(__name__)
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_SANDBOX_LIMITS = (
+    ("OPTIMIZED_GROUP_LIMIT", "group_limit", 10),
+    ("OPTIMIZED_GROUP_WINDOW_S", "group_window_s", 60),
+    ("OPTIMIZED_TOKEN_LIMIT", "token_limit", 250),
+    ("OPTIMIZED_TOKEN_WINDOW_S", "token_window_s", 60),
+)
+
+
+def _number(value: str) -> int | float:
+    number = float(value)
+    return int(number) if number.is_integer() else number
+
+
+def refresh_relay_caches() -> None:
+    """Make the relay library re-read settings and re-create AWS clients (if it caches them)."""
+    for module_name, function_name in (("relay.config", "reset_settings"), ("relay.aws", "reset_clients")):
+        try:
+            module = __import__(module_name, fromlist=[function_name])
+            getattr(module, function_name)()
+        except (ImportError, AttributeError):
+            continue
+        except Exception:  # a half-written library must not stop the local stack
+            log.debug("%s.%s() failed", module_name, function_name, exc_info=True)
+
+
+_active: LocalStack | None = None
+_active_lock = threading.Lock()
+
+
+class LocalStack:
+    """moto + resources from the template + HTTP API gateway + SQS pollers (+ sandbox upstream).
+
+    ``env`` overrides the process environment (e.g. compressed limits for tests); ``sandbox``:
+    None starts the sandbox Optimized.app only when ``OPTIMIZED_API_URL`` is not set, True/False
+    force it on/off. Environment changes are undone by ``stop()``.
+    """
+
+    def __init__(
+        self,
+        template_path: str | Path = "template.yaml",
+        api_port: int = 3000,
+        moto_port: int = 0,
+        env: dict[str, str] | None = None,
+        sandbox: bool | None = None,
+        poller_workers: int = 2,
+    ) -> None:
+        path = Path(template_path)
+        if not path.is_file() and not path.is_absolute() and (_REPO_ROOT / path).is_file():
+            path = _REPO_ROOT / path
+        self.template_path = path.resolve()
+        self.api_port = api_port
+        self.moto_port = moto_port
+        self.env_overrides = dict(env or {})
+        self.sandbox_mode = sandbox
+        self.poller_workers = poller_workers
+
+        self.template: dict[str, Any] = {}
+        self.region = "us-east-1"
+        self.moto_server: Any = None
+        self.moto_endpoint: str = ""
+        self.resources: aws.LocalResources | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self.gateway: Gateway | None = None
+        self.pollers: Pollers | None = None
+        self.sandbox: Any = None
+        self.api_key: str = ""
+        self._saved_env: dict[str, str | None] = {}
+        self._started = False
+
+    # -- environment ----------------------------------------------------------------------------
+
+    def _setenv(self, key: str, value: str, *, override: bool = True) -> None:
+        if not override and key in os.environ:
+            return
+        if key not in self._saved_env:
+            self._saved_env[key] = os.environ.get(key)
+        os.environ[key] = value
+
+    def _unsetenv(self, key: str) -> None:
+        if key in os.environ:
+            self._saved_env.setdefault(key, os.environ[key])
+            del os.environ[key]
+
+    def _restore_env(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        if self.gateway is None:
+            raise RuntimeError("LocalStack is not started")
+        return self.gateway.url
+
+    def start(self) -> Self:
+        global _active
+        if self._started:
+            return self
+        with _active_lock:
+            if _active is not None:
+                raise RuntimeError(
+                    "another LocalStack is already running in this process: moto's backends are "
+                    "process-global, so two stacks would share (and reset) the same tables and queues"
+                )
+            _active = self
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.template = load_template(self.template_path)
+
+        # 1. An AWS of our own, configured before any handler (or boto3 client) exists.
+        self.moto_server, self.moto_endpoint = aws.start_moto(self.moto_port)
+        self._setenv("AWS_ENDPOINT_URL", self.moto_endpoint)
+        self.region = (
+            self.env_overrides.get("AWS_DEFAULT_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
+        self._setenv("AWS_DEFAULT_REGION", self.region)
+        self._setenv("AWS_REGION", self.region)
+        self._setenv("AWS_ACCESS_KEY_ID", "testing")
+        self._setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        for key in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE"):
+            self._unsetenv(key)
+        # moto's backends are process-global and outlive a stopped server: start from nothing.
+        self.resources = aws.reset(self.moto_endpoint, self.template, self.region)
+
+        # 2. The functions' environment from the template, then the caller's overrides.
+        self.functions = functions_from_template(self.template, self.template_path.parent, self.region)
+        for function_id in self.functions:
+            for key, value in aws.function_environment(self.template, self.resources, function_id).items():
+                self._setenv(key, value, override=False)
+        for key, value in self.env_overrides.items():
+            self._setenv(key, str(value))
+
+        # 3. Upstreams: the sandbox unless a real Optimized.app is configured.
+        use_sandbox = self.sandbox_mode
+        if use_sandbox is None:
+            use_sandbox = not os.environ.get("OPTIMIZED_API_URL")
+        if use_sandbox:
+            self._start_sandbox()
+
+        keys = [key.strip() for key in os.environ.get("RELAY_API_KEYS", "").split(",") if key.strip()]
+        if keys:
+            self.api_key = keys[0]
+        else:
+            self.api_key = f"dev-{secrets.token_hex(16)}"
+            self._setenv("RELAY_API_KEYS", self.api_key)
+        refresh_relay_caches()
+
+        # 4. Handlers, HTTP API, pollers.
+        invokers = {function_id: function.invoke for function_id, function in self.functions.items()}
+        for function in self.functions.values():
+            function.handler  # noqa: B018 - import now so a broken handler fails start(), not a request
+        self.gateway = Gateway(http_api_routes(self.template, invokers), port=self.api_port).start()
+        self.pollers = Pollers(self._make_pollers()).start()
+        log.info("local stack up: API %s, moto %s", self.api_url, self.moto_endpoint)
+
+    def _start_sandbox(self) -> None:
+        from relay_local.sandbox_optimized import SandboxOptimized
+
+        limits = {
+            kwarg: _number(os.environ.get(env, str(default))) for env, kwarg, default in _SANDBOX_LIMITS
+        }
+        token = os.environ.get("OPTIMIZED_API_TOKEN") or f"sandbox-{secrets.token_hex(12)}"
+        self.sandbox = SandboxOptimized(host="127.0.0.1", port=0, token=token, **limits).start()
+        self._setenv("OPTIMIZED_API_URL", self.sandbox.url)
+        self._setenv("OPTIMIZED_API_TOKEN", token)
+
+    def _make_pollers(self) -> list[SqsPoller]:
+        assert self.resources is not None
+        pollers = []
+        sqs = aws.client("sqs", self.moto_endpoint, self.region)
+        for mapping in sqs_mappings(self.template):
+            function = self.functions.get(mapping.function_id)
+            if function is None or not mapping.enabled:
+                continue
+            queue = self.resources[mapping.queue_logical_id]
+            pollers.append(
+                SqsPoller(
+                    sqs,
+                    queue.url or "",
+                    queue.arn,
+                    function.invoke,
+                    batch_size=mapping.batch_size,
+                    report_batch_item_failures=mapping.report_batch_item_failures,
+                    workers=self.poller_workers,
+                    region=self.region,
+                    name=f"{mapping.function_id}.{mapping.event_name}",
+                )
+            )
+        return pollers
+
+    def stop(self) -> None:
+        """Stop pollers, HTTP API, sandbox and moto; restore the environment. Safe to call twice."""
+        if self.pollers is not None:
+            self.pollers.stop()
+            self.pollers = None
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        if self.sandbox is not None:
+            self.sandbox.stop()
+            self.sandbox = None
+        if self.moto_server is not None:
+            try:
+                self.moto_server.stop()
+            finally:
+                self.moto_server = None
+        self._restore_env()
+        if self._started:
+            refresh_relay_caches()
+        self._started = False
+        global _active
+        with _active_lock:
+            if _active is self:
+                _active = None
+
+    def reset_aws(self) -> aws.LocalResources:
+        """Wipe moto and re-create the template's resources (same names and URLs)."""
+        resources = aws.reset(self.moto_endpoint, self.template, self.region)
+        assert resources is not None
+        self.resources = resources
+        refresh_relay_caches()
+        return resources
+
+    def poller_stats(self) -> dict[str, dict[str, int]]:
+        return self.pollers.stats() if self.pollers else {}
+
+    def function(self, logical_id: str) -> LocalFunction:
+        return self.functions[logical_id]
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
