@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,16 +49,55 @@ _QUEUE_ATTRIBUTES = (
 )
 
 
+class _DynamoDBLock:
+    """WSGI middleware: one DynamoDB request at a time.
+
+    moto's DynamoDB backend is not thread-safe: a query iterating a table while a transaction
+    writes to it fails with "dictionary changed size during iteration". Real DynamoDB has no such
+    problem, so the emulator is serialised here; SQS (with its long polls) stays concurrent.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            with self.lock:
+                # Materialise the body inside the lock: werkzeug may iterate it lazily.
+                return list(self.app(environ, start_response))
+        return self.app(environ, start_response)
+
+
 def start_moto(port: int = 0) -> tuple[Any, str]:
     """Start moto's threaded server on 127.0.0.1 (a free port when ``port`` is 0).
 
     Returns ``(server, endpoint_url)``; stop it with ``server.stop()``.
     """
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
     from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    from relay_local import moto_patches
+
+    moto_patches.apply()
+
+    class SerialisedDynamoDBMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = _DynamoDBLock(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
 
     # werkzeug logs every request at INFO; the local stack is quiet unless something is wrong.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = SerialisedDynamoDBMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     _host, bound_port = server.get_host_and_port()
     return server, f"http://127.0.0.1:{bound_port}"

@@ -24,8 +24,10 @@ class Settings(BaseSettings):
     optimized_group_window_s: float = Field(60.0, gt=0)
     optimized_token_limit: int = Field(250, ge=1)
     optimized_token_window_s: float = Field(60.0, gt=0)
-    # Added to every window: our clock stamps a send slightly before the upstream sees it.
-    optimized_window_margin_s: float = Field(0.25, ge=0)
+    # Added to every window. Sends are stamped when the upstream's answer arrives (an upper bound
+    # of when it counted them); the margin covers the upstream keeping its timers in whole seconds
+    # (Laravel's limiter does) and clock drift. Compressed tests and benchmarks use 0.05.
+    optimized_window_margin_s: float = Field(1.0, ge=0)
     optimized_batch_size: int = Field(50, ge=1, le=50)
     optimized_connect_timeout_s: float = Field(3.0, gt=0)
     optimized_read_timeout_s: float = Field(15.0, gt=0)
@@ -63,8 +65,13 @@ class Settings(BaseSettings):
     # --- Dispatch tuning -----------------------------------------------------------------
     # Spend a slot on a part-filled batch only once its oldest profile has waited this long.
     dispatch_linger_s: float = Field(1.0, ge=0)
-    # Waits shorter than this are slept inside the dispatcher (SQS delays are whole seconds).
-    dispatch_max_inline_wait_s: float = Field(1.0, ge=0, le=5)
+    # SQS delays are whole seconds and a delayed message is seen up to a second late, so a longer
+    # wait is re-queued to arrive `dispatch_wake_lead_s` early and the rest (at most this long) is
+    # slept in the dispatcher, which then sends the moment the slot opens.
+    dispatch_max_inline_wait_s: float = Field(2.0, ge=0, le=5)
+    dispatch_wake_lead_s: float = Field(1.0, ge=0, le=4)
+    # When only some slots are free and the rest free up within this, wait and send them together.
+    dispatch_gather_s: float = Field(0.25, ge=0, le=5)
     # Stop taking new slots when less than this remains of the Lambda's time.
     dispatch_reserve_ms: int = Field(5000, ge=0)
 

@@ -39,10 +39,24 @@ class Log:
             at = max(at, recent[-rule.limit] + rule.window_s)
         return at
 
-    def with_hit(self, rule: Rule, now: float) -> Log:
-        return Log(
-            hits=[*self.recent(rule, now), now], blocked_until=self.blocked_until, version=self.version
-        )
+    def slot_for(self, rule: Rule, now: float, count: int) -> float:
+        """Earliest time >= now at which ``count`` hits may be taken at once."""
+        at = max(now, self.blocked_until)
+        recent = self.recent(rule, at)
+        keep = rule.limit - min(count, rule.limit)  # hits that may stay in the window
+        if len(recent) > keep:
+            at = max(at, recent[len(recent) - keep - 1] + rule.window_s)
+        return at
 
-    def blocked(self, until: float) -> Log:
-        return Log(hits=list(self.hits), blocked_until=max(self.blocked_until, until), version=self.version)
+    def free(self, rule: Rule, now: float) -> int:
+        """How many hits may be taken at ``now`` at once."""
+        if self.blocked_until > now:
+            return 0
+        return max(0, rule.limit - len(self.recent(rule, now)))
+
+    def with_hits(self, rule: Rule, now: float, count: int = 1) -> Log:
+        return Log(
+            hits=[*self.recent(rule, now), *([now] * count)],
+            blocked_until=self.blocked_until,
+            version=self.version,
+        )

@@ -7,31 +7,40 @@ waiting with the same schedule, whichever triggers it came from (packing). A wai
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 from aws_lambda_powertools import Logger
 
 from relay.clock import Clock, iso
 from relay.config import Settings
-from relay.limits import Rule
+from relay.limits import Log, Rule
 from relay.models.optimized import BatchRequest, UpstreamCampaign, UpstreamSchedule, ceil_to_second
 from relay.models.optimized import upstream_start_at as format_start_at
 from relay.queues import WakeQueue
 from relay.store import dispatch as store
 from relay.store import keys, limiter
-from relay.store.dispatch import ChunkResult, PendingChunk
-from relay.store.table import Table, TransactionCancelled
-from relay.upstreams.optimized import Ambiguous, Created, OptimizedClient, RateLimited, Rejected, Unavailable
+from relay.store.dispatch import ChunkResult, ClaimedBatch, PendingChunk
+from relay.store.table import MAX_TRANSACTION_ITEMS, Table, TransactionCancelled
+from relay.upstreams.optimized import (
+    Ambiguous,
+    Created,
+    OptimizedClient,
+    Outcome,
+    RateLimited,
+    Rejected,
+    Unavailable,
+)
 
 logger = Logger(child=True)
 
 # How many pending chunks to look at when forming a batch (50 single-profile chunks + lookahead).
-PENDING_PAGE = 64
+PENDING_PAGE = 60
 # A GSI may lag its table by a moment: do not declare a group idle right after new work.
 GSI_SETTLE_S = 2.0
 LIMITER_TTL_S = 86_400
@@ -62,135 +71,216 @@ class GroupDispatcher:
         self.token_log = f"optimized-token#{keys.token_fingerprint(s.optimized_token())}"
 
     def run(self, remaining_ms: Callable[[], int]) -> str:
-        """Send until the group is idle, must wait, or the Lambda's time runs short."""
+        """Send until the group is idle, must wait, or the Lambda's time runs short.
+
+        Every slot free right now is taken in one transaction together with the chunks of one
+        batch per slot, and those batches go upstream side by side. What was read is reused while
+        it stays true (the pending page; the limiter logs after our own claim): anything stale
+        shows up as a failed conditional write and is simply read again.
+        """
         d = self.deps
+        chunks: list[PendingChunk] = []
+        more_beyond = False
+        logs: dict[str, Log] | None = None
         while True:
             if remaining_ms() < d.settings.dispatch_reserve_ms:
                 d.queue.wake(self.group_id)
                 return "time budget spent, handed over"
-            state = store.read_group(d.table, self.group_id)
-            chunks = store.pending(d.table, self.group_id, PENDING_PAGE)
-            now = d.clock()
             if not chunks:
-                if now - float(state.get("last_work_at", 0)) < GSI_SETTLE_S:
-                    d.queue.wake(self.group_id, delay_s=GSI_SETTLE_S)
-                    return "recent work may not be indexed yet, looking again shortly"
-                if store.disarm(d.table, self.group_id, int(state.get("work_version", 0))):
-                    return "idle"
-                continue
-            batch, lane_full = pack(chunks, d.settings.optimized_batch_size, len(chunks) >= PENDING_PAGE)
-            age = now - min(c.created_at for c in batch)
+                state = store.read_group(d.table, self.group_id)
+                chunks = store.pending(d.table, self.group_id, PENDING_PAGE)
+                more_beyond = len(chunks) >= PENDING_PAGE
+                if not chunks:
+                    if d.clock() - float(state.get("last_work_at", 0)) < GSI_SETTLE_S:
+                        d.queue.wake(self.group_id, delay_s=GSI_SETTLE_S)
+                        return "recent work may not be indexed yet, looking again shortly"
+                    if store.disarm(d.table, self.group_id, int(state.get("work_version", 0))):
+                        return "idle"
+                    continue
+            now = d.clock()
+            first, lane_full = pack(chunks, d.settings.optimized_batch_size, more_beyond)
+            age = now - min(c.created_at for c in first)
             if not lane_full and age < d.settings.dispatch_linger_s:
                 # A slot spent on a part-filled batch is throughput lost: wait a moment for more.
                 if self._wait(d.settings.dispatch_linger_s - age):
+                    chunks = []  # look again: more may have arrived
                     continue
                 return "lingering for more profiles"
-            logs = limiter.read_logs(d.table, [self.group_log, self.token_log])
-            slot = max(
-                logs[self.group_log].next_slot(self.group_rule, now),
-                logs[self.token_log].next_slot(self.token_rule, now),
+            if logs is None:
+                logs = limiter.read_logs(d.table, [self.group_log, self.token_log])
+            group_log, token_log = logs[self.group_log], logs[self.token_log]
+            wanted = min(self.group_rule.limit, self._batches_waiting(chunks, more_beyond))
+            first_slot = max(
+                group_log.next_slot(self.group_rule, now), token_log.next_slot(self.token_rule, now)
             )
-            if slot > now:
-                if not self._wait(slot - now):
-                    return f"waiting {slot - now:.1f}s for a slot"
-                continue
-            batch_id = str(uuid.uuid4())
+            # Slots free up one by one as the last window's sends age out; when all we want are
+            # only a moment later than the first, take them together in one round.
+            all_slots = max(
+                group_log.slot_for(self.group_rule, now, wanted),
+                token_log.slot_for(self.token_rule, now, wanted),
+            )
+            at = all_slots if all_slots - first_slot <= d.settings.dispatch_gather_s else first_slot
+            if at - now > d.settings.dispatch_max_inline_wait_s:
+                self._wait(at - now)
+                return f"waiting {at - now:.1f}s for a slot"
+            free = min(group_log.free(self.group_rule, at), token_log.free(self.token_rule, at))
+            batches = self._form_batches(chunks, free, more_beyond, now)
+            # Claimed now, stamped at the slot, sent when it opens: the claim is off the clock.
+            taken = {
+                self.group_log: group_log.with_hits(self.group_rule, at, len(batches)),
+                self.token_log: token_log.with_hits(self.token_rule, at, len(batches)),
+            }
             try:
-                store.claim(
-                    d.table,
-                    batch,
-                    batch_id,
-                    {
-                        self.group_log: logs[self.group_log].with_hit(self.group_rule, now),
-                        self.token_log: logs[self.token_log].with_hit(self.token_rule, now),
-                    },
-                    now,
-                    expires_at=int(now + LIMITER_TTL_S),
-                )
+                store.claim(d.table, batches, taken, now, expires_at=int(now + LIMITER_TTL_S))
             except TransactionCancelled as cancelled:
-                logger.debug("claim lost a race, retrying", extra={"reasons": cancelled.reasons})
+                logger.debug("claim lost a race, reading again", extra={"reasons": cancelled.reasons})
                 d.emit("ClaimConflicts", 1)
+                if any(i < len(taken) for i in cancelled.failed_at()):
+                    logs = None
+                if any(i >= len(taken) for i in cancelled.failed_at()) or not cancelled.failed_at():
+                    chunks = []
                 continue
-            self._send(batch, batch_id)
+            logs = {name: replace(log, version=log.version + 1) for name, log in taken.items()}
+            claimed = {id(c) for b in batches for c in b.chunks}
+            chunks = [c for c in chunks if id(c) not in claimed]
+            store.load_contents(d.table, batches)
+            d.sleep(max(0.0, at - d.clock()))
+            limiter_moved, answered_at = self._send_all(batches)
+            logs = limiter.settle(
+                d.table,
+                [self.group_log, self.token_log],
+                at,
+                answered_at,
+                expires_at=int(now + LIMITER_TTL_S),
+            )
+            if limiter_moved:
+                logs = None  # a 429 or a back-off blocked the group: read it again
+
+    def _batches_waiting(self, chunks: list[PendingChunk], more_beyond: bool) -> int:
+        size = self.deps.settings.optimized_batch_size
+        if more_beyond:
+            return self.group_rule.limit
+        return max(1, -(-sum(c.size for c in chunks) // size))
+
+    def _form_batches(
+        self, chunks: list[PendingChunk], slots: int, more_beyond: bool, now: float
+    ) -> list[ClaimedBatch]:
+        """Up to ``slots`` batches; after the first, only full (or long-waiting) ones."""
+        size, linger = self.deps.settings.optimized_batch_size, self.deps.settings.dispatch_linger_s
+        left = list(chunks)
+        batches: list[ClaimedBatch] = []
+        items = 3  # the two limiter logs and the group counter share the transaction
+        while left and len(batches) < slots:
+            batch, full = pack(left, size, more_beyond)
+            waited = now - min(c.created_at for c in batch) >= linger
+            if batches and not (full or waited):
+                break
+            if items + len(batch) > MAX_TRANSACTION_ITEMS:
+                break
+            items += len(batch)
+            batches.append(ClaimedBatch(str(uuid.uuid4()), batch))
+            taken = {id(c) for c in batch}
+            left = [c for c in left if id(c) not in taken]
+        return batches
 
     def _wait(self, seconds: float) -> bool:
         """Sleep a short wait here; queue a delayed wake-up for a long one. True if slept."""
-        if seconds <= self.deps.settings.dispatch_max_inline_wait_s:
+        settings = self.deps.settings
+        if seconds <= settings.dispatch_max_inline_wait_s:
             self.deps.sleep(max(0.0, seconds))
             return True
-        self.deps.queue.wake(self.group_id, delay_s=seconds)
+        self.deps.queue.wake(self.group_id, delay_s=seconds - settings.dispatch_wake_lead_s)
         return False
 
-    def _send(self, batch: Sequence[PendingChunk], batch_id: str) -> None:
+    def _send_all(self, batches: Sequence[ClaimedBatch]) -> tuple[bool, list[float]]:
+        """Send claimed batches side by side and record every outcome.
+
+        Returns whether the limiter was moved (429, back-off) and when each answer arrived."""
         d = self.deps
         now = d.clock()
-        request, shifted, start_at = build_request(batch, now)
-        profiles = sum(c.size for c in batch)
-        log = {"group_id": self.group_id, "batch_id": batch_id, "profiles": profiles, "chunks": len(batch)}
-        outcome = d.client.create_batch(self.group_id, request, now=now)
-        done = d.clock()
+        requests = [build_request(b.chunks, now) for b in batches]
 
-        if isinstance(outcome, Created):
-            results = split_created(batch, outcome, shifted, start_at, done)
-            store.finish(d.table, batch_id, results, done)
-            d.emit("BatchesSent", 1)
-            d.emit("ProfilesSent", profiles)
-            logger.info("batch sent", extra={**log, "batch_uuid": outcome.batch.uuid})
-        elif isinstance(outcome, RateLimited):
-            # Our limiter and the upstream disagree: trust the upstream and wait as it says.
-            limiter.block(d.table, self.group_log, outcome.retry_at, expires_at=int(done + LIMITER_TTL_S))
-            store.release(d.table, batch_id, batch, count_attempt=False, error=None)
-            d.emit("UpstreamRateLimited", 1)
-            logger.warning("upstream answered 429", extra={**log, "retry_at": iso(outcome.retry_at)})
-        elif isinstance(outcome, Rejected):
-            error = {"status": outcome.status, "message": outcome.message}
-            store.finish(d.table, batch_id, [ChunkResult(c, "failed", {"error": error}) for c in batch], done)
-            d.emit("BatchesRejected", 1)
-            logger.error("upstream rejected batch", extra={**log, "upstream_status": outcome.status})
-        elif isinstance(outcome, Unavailable) or (
-            isinstance(outcome, Ambiguous) and d.settings.optimized_resend_ambiguous
-        ):
-            self._retry_later(batch, batch_id, outcome, log, done)
+        def send(request: BatchRequest) -> tuple[Outcome, float]:
+            outcome = d.client.create_batch(self.group_id, request, now=now)
+            return outcome, d.clock()
+
+        if len(batches) == 1:
+            answers = [send(requests[0][0])]
         else:
-            assert isinstance(outcome, Ambiguous)
-            error = {"status": None, "message": outcome.message}
-            store.finish(
-                d.table, batch_id, [ChunkResult(c, "ambiguous", {"error": error}) for c in batch], done
-            )
-            d.emit("BatchesAmbiguous", 1)
-            logger.error("batch outcome ambiguous, not re-sent", extra={**log, "error": outcome.message})
+            with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+                answers = list(pool.map(lambda r: send(r[0]), requests))
+        outcomes = [outcome for outcome, _ in answers]
+        done = d.clock()
+        finished: list[ChunkResult] = []
+        limiter_moved = False
+        for batch, (_, shifted, start_at), outcome in zip(batches, requests, outcomes, strict=True):
+            log = {
+                "group_id": self.group_id,
+                "batch_id": batch.batch_id,
+                "profiles": batch.profiles,
+                "chunks": len(batch.chunks),
+            }
+            if isinstance(outcome, Created):
+                finished += split_created(batch, outcome, shifted, start_at, done)
+                d.emit("BatchesSent", 1)
+                d.emit("ProfilesSent", batch.profiles)
+                logger.info("batch sent", extra={**log, "batch_uuid": outcome.batch.uuid})
+            elif isinstance(outcome, RateLimited):
+                # Our limiter and the upstream disagree: trust the upstream and wait as it says.
+                limiter.block(d.table, self.group_log, outcome.retry_at, expires_at=int(done + LIMITER_TTL_S))
+                store.release(d.table, batch.batch_id, batch.chunks, count_attempt=False, error=None)
+                d.emit("UpstreamRateLimited", 1)
+                logger.warning("upstream answered 429", extra={**log, "retry_at": iso(outcome.retry_at)})
+                limiter_moved = True
+            elif isinstance(outcome, Rejected):
+                error = {"status": outcome.status, "message": outcome.message}
+                finished += [ChunkResult(c, batch.batch_id, "failed", {"error": error}) for c in batch.chunks]
+                d.emit("BatchesRejected", 1)
+                logger.error("upstream rejected batch", extra={**log, "upstream_status": outcome.status})
+            elif isinstance(outcome, Unavailable) or d.settings.optimized_resend_ambiguous:
+                finished += self._retry_later(batch, outcome, log, done)
+                limiter_moved = True
+            else:
+                error = {"status": None, "message": outcome.message}
+                finished += [
+                    ChunkResult(c, batch.batch_id, "ambiguous", {"error": error}) for c in batch.chunks
+                ]
+                d.emit("BatchesAmbiguous", 1)
+                logger.error("batch outcome ambiguous, not re-sent", extra={**log, "error": outcome.message})
+        if finished:
+            store.finish(d.table, finished, done)
+        return limiter_moved, [answered for _, answered in answers]
 
     def _retry_later(
-        self, batch: Sequence[PendingChunk], batch_id: str, outcome: Any, log: dict, now: float
-    ) -> None:
+        self, batch: ClaimedBatch, outcome: Unavailable | Ambiguous, log: dict, now: float
+    ) -> list[ChunkResult]:
+        """Release what may be retried (backing the group off); dead-letter what may not."""
         d, s = self.deps, self.deps.settings
-        status = getattr(outcome, "status", None)
-        error = {"status": status, "message": outcome.message}
-        exhausted = [c for c in batch if c.attempts + 1 >= s.optimized_max_attempts]
-        retry = [c for c in batch if c.attempts + 1 < s.optimized_max_attempts]
-        if exhausted:
-            dead = [
-                ChunkResult(c, "dead_lettered", {"error": error, "attempts": c.attempts + 1})
-                for c in exhausted
-            ]
-            # Park before finishing: a crash in between leaves a DLQ entry for a sent-state chunk,
-            # which re-drive ignores; the other order could lose the chunk from every queue.
-            for c in exhausted:
-                d.queue.dead_letter_chunk(c.execution_id, c.seq, c.group_id, outcome.message)
-            store.finish(d.table, batch_id, dead, now)
-            d.emit("ChunksDeadLettered", len(exhausted))
-            logger.error("chunks dead-lettered after retries", extra={**log, "error": outcome.message})
+        error = {"status": getattr(outcome, "status", None), "message": outcome.message}
+        exhausted = [c for c in batch.chunks if c.attempts + 1 >= s.optimized_max_attempts]
+        retry = [c for c in batch.chunks if c.attempts + 1 < s.optimized_max_attempts]
         if retry:
-            store.release(d.table, batch_id, retry, count_attempt=True, error=error)
+            store.release(d.table, batch.batch_id, retry, count_attempt=True, error=error)
             attempt = max(c.attempts for c in retry) + 1
             backoff = min(s.optimized_retry_max_s, s.optimized_retry_base_s * 2 ** (attempt - 1))
-            backoff *= random.uniform(0.5, 1.0)  # full jitter keeps groups from retrying in step
+            backoff *= random.uniform(0.5, 1.0)  # jitter keeps groups from retrying in step
             limiter.block(d.table, self.group_log, now + backoff, expires_at=int(now + LIMITER_TTL_S))
             d.emit("UpstreamUnavailable", 1)
             logger.warning(
                 "upstream unavailable, will retry",
                 extra={**log, "attempt": attempt, "backoff_s": round(backoff, 2), "error": outcome.message},
             )
+        # Park in the DLQ before finishing: a crash in between leaves a DLQ entry for a chunk
+        # that re-drive finds already finished; the other order could lose the chunk entirely.
+        for c in exhausted:
+            d.queue.dead_letter_chunk(c.execution_id, c.seq, c.group_id, outcome.message)
+        if exhausted:
+            d.emit("ChunksDeadLettered", len(exhausted))
+            logger.error("chunks dead-lettered after retries", extra={**log, "error": outcome.message})
+        return [
+            ChunkResult(c, batch.batch_id, "dead_lettered", {"error": error, "attempts": c.attempts + 1})
+            for c in exhausted
+        ]
 
 
 def pack(chunks: Sequence[PendingChunk], size: int, more_beyond: bool) -> tuple[list[PendingChunk], bool]:
@@ -228,14 +318,14 @@ def build_request(batch: Sequence[PendingChunk], now: float) -> tuple[BatchReque
 
 
 def split_created(
-    batch: Sequence[PendingChunk], outcome: Created, shifted: bool, start_at: float | None, now: float
+    batch: ClaimedBatch, outcome: Created, shifted: bool, start_at: float | None, now: float
 ) -> list[ChunkResult]:
     """Map the upstream's profiles (same order as sent) back to each chunk and input profile."""
     upstream = outcome.batch.profiles
     schedule_uuid = outcome.batch.schedule.uuid if outcome.batch.schedule else None
     results = []
     offset = 0
-    for c in batch:
+    for c in batch.chunks:
         refs = []
         for i, p in enumerate(c.profiles):
             match = upstream[offset + i] if offset + i < len(upstream) else None
@@ -251,10 +341,10 @@ def split_created(
         fields = {
             "batch_uuid": outcome.batch.uuid,
             "schedule_uuid": schedule_uuid,
-            "upstream_profiles": refs,
+            "upstream_profiles_json": json.dumps(refs, separators=(",", ":")),
             "sent_at": now,
             "start_shifted": shifted,
             "sent_start_at": iso(start_at) if start_at else None,
         }
-        results.append(ChunkResult(c, "sent", fields))
+        results.append(ChunkResult(c, batch.batch_id, "sent", fields))
     return results

@@ -6,6 +6,7 @@ or sent again, whatever SQS redelivers or however many dispatchers run.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,23 +20,22 @@ from relay.store.table import MAX_TRANSACTION_ITEMS, ConditionFailed, Table
 
 @dataclass
 class PendingChunk:
+    """A chunk as the pending index shows it; ``profiles``/``schedule`` are loaded once claimed."""
+
     execution_id: str
     seq: int
     group_id: str
     lane: str
-    profiles: list[dict[str, Any]]
-    schedule: dict[str, Any] | None
+    size: int
     created_at: float
     gsi2sk: str
     attempts: int = 0
+    profiles: list[dict[str, Any]] = field(default_factory=list)
+    schedule: dict[str, Any] | None = None
 
     @property
     def key(self) -> dict[str, str]:
         return keys.chunk(self.execution_id, self.seq)
-
-    @property
-    def size(self) -> int:
-        return len(self.profiles)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> PendingChunk:
@@ -44,12 +44,25 @@ class PendingChunk:
             seq=item["seq"],
             group_id=item["group_id"],
             lane=item["lane"],
-            profiles=item["profiles"],
-            schedule=item.get("schedule"),
+            size=item["profile_count"],
             created_at=item["created_at"],
             gsi2sk=item["gsi2sk"],
             attempts=item.get("attempts", 0),
+            profiles=json.loads(item["profiles_json"]) if "profiles_json" in item else [],
+            schedule=item.get("schedule"),
         )
+
+
+@dataclass
+class ClaimedBatch:
+    """Chunks claimed together under one batch id: they go upstream as one request."""
+
+    batch_id: str
+    chunks: list[PendingChunk]
+
+    @property
+    def profiles(self) -> int:
+        return sum(c.size for c in self.chunks)
 
 
 @dataclass
@@ -57,6 +70,7 @@ class ChunkResult:
     """What happened to one chunk of a batch (the fields to SET on it)."""
 
     chunk: PendingChunk
+    batch_id: str
     status: str  # sent | failed | ambiguous | dead_lettered
     fields: dict[str, Any] = field(default_factory=dict)
 
@@ -106,50 +120,60 @@ def pending(table: Table, group_id: str, limit: int) -> list[PendingChunk]:
     return [PendingChunk.from_item(i) for i in items if i.get("status") == "pending"]
 
 
+def load_contents(table: Table, batches: Sequence[ClaimedBatch]) -> None:
+    """Fill in the profiles and schedule of claimed chunks (one BatchGetItem)."""
+    chunks = [c for b in batches for c in b.chunks]
+    found = {(i["execution_id"], i["seq"]): i for i in table.get_many([c.key for c in chunks])}
+    for c in chunks:
+        item = found[(c.execution_id, c.seq)]
+        c.profiles = json.loads(item["profiles_json"])
+        c.schedule = item.get("schedule")
+
+
 def claim(
     table: Table,
-    chunks: Sequence[PendingChunk],
-    batch_id: str,
+    batches: Sequence[ClaimedBatch],
     logs: dict[str, Log],
     now: float,
     *,
     expires_at: int,
 ) -> None:
-    """Take the rate-limit slot(s) and the chunks in ONE transaction: all of it or none of it.
+    """Take the rate-limit slots and the chunks of every batch in ONE transaction: all or none.
 
     Raises TransactionCancelled when a limiter log moved (another dispatcher took a slot) or a
-    chunk is no longer pending (claimed elsewhere, cancelled).
+    chunk is no longer pending (claimed elsewhere, cancelled). Reasons 0..len(logs)-1 are logs.
     """
-    group_id = chunks[0].group_id
+    group_id = batches[0].chunks[0].group_id
     operations = [write_log_operation(name, log, expires_at=expires_at) for name, log in logs.items()]
-    for c in chunks:
-        operations.append(
-            {
-                "Update": {
-                    "Key": codec.dump(c.key),
-                    "UpdateExpression": "SET #status = :sending, batch_id = :b, claimed_at = :now "
-                    "REMOVE gsi2pk, gsi2sk",
-                    "ConditionExpression": "#status = :pending",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": codec.values(
-                        sending="sending", pending="pending", b=batch_id, now=now
-                    ),
+    for batch in batches:
+        for c in batch.chunks:
+            operations.append(
+                {
+                    "Update": {
+                        "Key": codec.dump(c.key),
+                        "UpdateExpression": "SET #status = :sending, batch_id = :b, claimed_at = :now "
+                        "REMOVE gsi2pk, gsi2sk",
+                        "ConditionExpression": "#status = :pending",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": codec.values(
+                            sending="sending", pending="pending", b=batch.batch_id, now=now
+                        ),
+                    }
                 }
-            }
-        )
+            )
     operations.append(
         {
             "Update": {
                 "Key": codec.dump(keys.group_state(group_id)),
                 "UpdateExpression": "ADD pending_profiles :minus",
-                "ExpressionAttributeValues": codec.values(minus=-sum(c.size for c in chunks)),
+                "ExpressionAttributeValues": codec.values(minus=-sum(b.profiles for b in batches)),
             }
         }
     )
     table.transact(operations)
 
 
-def finish(table: Table, batch_id: str, results: Sequence[ChunkResult], now: float) -> None:
+def finish(table: Table, results: Sequence[ChunkResult], now: float) -> None:
     """Move claimed chunks to their final state and count them on their executions, atomically
     per execution (a packed batch may hold chunks of many executions)."""
     by_execution: dict[str, list[ChunkResult]] = defaultdict(list)
@@ -157,7 +181,7 @@ def finish(table: Table, batch_id: str, results: Sequence[ChunkResult], now: flo
         by_execution[r.chunk.execution_id].append(r)
     operations: list[dict[str, Any]] = []
     for execution_id, rs in by_execution.items():
-        group_ops = [_finish_chunk(r, batch_id, now) for r in rs]
+        group_ops = [_finish_chunk(r, now) for r in rs]
         group_ops.append(_count_on_execution(execution_id, rs, now))
         if len(operations) + len(group_ops) > MAX_TRANSACTION_ITEMS:
             table.transact(operations)
@@ -167,7 +191,7 @@ def finish(table: Table, batch_id: str, results: Sequence[ChunkResult], now: flo
         table.transact(operations)
 
 
-def _finish_chunk(result: ChunkResult, batch_id: str, now: float) -> dict[str, Any]:
+def _finish_chunk(result: ChunkResult, now: float) -> dict[str, Any]:
     fields = {"status": result.status, "finished_at": now, **result.fields}
     names = {f"#f{i}": name for i, name in enumerate(fields)}
     vals = {f"v{i}": v for i, v in enumerate(fields.values())}
@@ -178,7 +202,7 @@ def _finish_chunk(result: ChunkResult, batch_id: str, now: float) -> dict[str, A
             "UpdateExpression": f"SET {assignments}",
             "ConditionExpression": "#st = :sending AND batch_id = :b",
             "ExpressionAttributeNames": {**names, "#st": "status"},
-            "ExpressionAttributeValues": codec.values(**vals, sending="sending", b=batch_id),
+            "ExpressionAttributeValues": codec.values(**vals, sending="sending", b=result.batch_id),
         }
     }
 

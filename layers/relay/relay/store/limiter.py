@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 from relay.limits import Log
 from relay.store import codec, keys
-from relay.store.table import ConditionFailed, Table
+from relay.store.table import ConditionFailed, Table, TransactionCancelled
 
 
 def read_logs(table: Table, names: list[str]) -> dict[str, Log]:
@@ -46,3 +47,26 @@ def block(table: Table, name: str, until: float, *, expires_at: int) -> None:
             values=codec.values(until=until, exp=expires_at, one=1),
             condition="attribute_not_exists(blocked_until) OR blocked_until < :until",
         )
+
+
+def settle(
+    table: Table, names: list[str], provisional: float, actual: list[float], *, expires_at: int
+) -> dict[str, Log]:
+    """Move one hit stamped ``provisional`` (when the slots were claimed) per entry of ``actual``
+    to that time (when the upstream had answered that request). An answer time is an upper bound
+    of when the upstream counted the request, so windows measured from it can never open early on
+    the upstream's side, whatever the network latency was. Returns the logs as written."""
+    while True:
+        logs = read_logs(table, names)
+        settled = {}
+        for name, log in logs.items():
+            hits = list(log.hits)
+            for _ in actual:
+                if provisional in hits:
+                    hits.remove(provisional)
+            settled[name] = replace(log, hits=sorted([*hits, *actual]))
+        try:
+            table.transact([write_log_operation(n, log, expires_at=expires_at) for n, log in settled.items()])
+        except TransactionCancelled:
+            continue  # someone else took a slot meanwhile: read again and re-apply
+        return {n: replace(log, version=log.version + 1) for n, log in settled.items()}

@@ -1,0 +1,80 @@
+"""Make moto's DynamoDB transactions cost O(items in the transaction), not O(table).
+
+moto backs up every table a transaction touches with ``copy.deepcopy`` - once per item of the
+transaction - so a 20-item transaction on a table of a few thousand chunks takes seconds and the
+local stack crawls. Here the backup is replaced by a snapshot of just the items the transaction
+touches, restored if the transaction fails; moto's own code still evaluates every condition and
+applies every write. Dev tooling only: the relay itself never imports this.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+_applied = False
+_lock = threading.Lock()
+
+
+class _CopyWithoutTableBackups:
+    """Stands in for the ``copy`` module inside moto.dynamodb.models: tables are not copied."""
+
+    def __init__(self, table_type: type) -> None:
+        self._table_type = table_type
+
+    def deepcopy(self, value: Any, memo: dict | None = None) -> Any:
+        if isinstance(value, self._table_type):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+def apply() -> None:
+    global _applied
+    with _lock:
+        if _applied:
+            return
+        from moto.dynamodb import models
+        from moto.dynamodb.models.dynamo_type import DynamoType
+        from moto.dynamodb.models.table import Table
+
+        models.copy = _CopyWithoutTableBackups(Table)  # type: ignore[attr-defined]
+        original = models.DynamoDBBackend.transact_write_items
+
+        def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+            snapshot = []
+            for entry in transact_items:
+                _, op = next(iter(entry.items()))
+                table = self.tables.get(op.get("TableName"))
+                if table is None:
+                    continue
+                attrs = op.get("Item") or op.get("Key") or {}
+                if table.hash_key_attr not in attrs:
+                    continue
+                hash_value = DynamoType(attrs[table.hash_key_attr])
+                range_value = (
+                    DynamoType(attrs[table.range_key_attr])
+                    if table.range_key_attr and table.range_key_attr in attrs
+                    else None
+                )
+                if table.range_key_attr and range_value is None:
+                    continue
+                before = table.get_item(hash_value, range_value)
+                snapshot.append((table, hash_value, range_value, copy.deepcopy(before)))
+            try:
+                original(self, transact_items)
+            except Exception:
+                for table, hash_value, range_value, before in reversed(snapshot):
+                    if before is None:
+                        table.delete_item(hash_value, range_value)
+                    elif range_value is not None:
+                        table.items[hash_value][range_value] = before
+                    else:
+                        table.items[hash_value] = before
+                raise
+
+        models.DynamoDBBackend.transact_write_items = transact_write_items
+        _applied = True
