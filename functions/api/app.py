@@ -1,24 +1,19 @@
-"""HTTP API: triggers in, executions out. Parse the event, call the relay library, shape the answer."""
+"""HTTP API: triggers in, executions out. Authenticates, then hands the event to the routers
+(one per feature, in routes/), which call the relay library and shape the answer."""
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
-from aws_lambda_powertools.metrics import MetricUnit
-from relay import wiring
 from relay.config import get_settings
 from relay.flows import executions as execution_flows
-from relay.flows.accept import IdempotencyConflict, accept_optimized, body_hash, execution_id_for
+from relay.flows.accept import IdempotencyConflict
 from relay.http import ApiError, authenticate, check_body_size, validation_error
-from relay.models.common import ErrorResponse
-from relay.models.executions import ExecutionPage, ExecutionView
-from relay.models.optimized import ExecutionStatus, OptimizedTrigger, TriggerAccepted
+from routes import executions, optimized
 
 logger = Logger()
 metrics = Metrics()
@@ -31,104 +26,10 @@ app.configure_openapi(
     security_schemes={"bearer": HTTPBearer(description="An API key from RELAY_API_KEYS")},
     security=[{"bearer": []}],
 )
+for feature in (optimized, executions):
+    app.include_router(feature.router)
 
 PUBLIC_ROUTES = {"GET /v1/health", "GET /v1/openapi.json"}
-ERRORS = {
-    code: {
-        "description": text,
-        "content": {"application/json": {"schema": ErrorResponse.model_json_schema()}},
-    }
-    for code, text in {
-        400: "Invalid JSON",
-        401: "Missing or wrong API key",
-        404: "No such execution",
-        409: "Idempotency-Key reused with another body, or not cancellable",
-        413: "Body over RELAY_MAX_BODY_BYTES",
-        422: "Validation failed; details name each field",
-    }.items()
-}
-
-
-@app.post(
-    "/v1/optimized/triggers",
-    summary="Send profiles to an Optimized.app group (any number; delivered within its limits)",
-    responses={202: {"description": "Accepted and queued"}, **ERRORS},
-    tags=["optimized"],
-)
-def post_optimized_trigger(
-    trigger: Annotated[OptimizedTrigger, Body(embed=False)],
-    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
-) -> Response[TriggerAccepted]:
-    caller = app.context["caller"]
-    request_hash = body_hash(app.current_event.json_body)
-    execution_id = execution_id_for(idempotency_key, caller)
-    deps = wiring.accept_deps()
-
-    def accept() -> TriggerAccepted:
-        return accept_optimized(
-            trigger, execution_id=execution_id, request_hash=request_hash, caller=caller, deps=deps
-        )
-
-    if idempotency_key:
-        from relay.flows.idempotency import run_once  # lazy: costs ~250 ms of cold start
-
-        accepted = run_once(
-            scope=f"optimized-triggers#{caller}",
-            key=idempotency_key,
-            request_hash=request_hash,
-            table_name=deps.settings.relay_table_name,
-            client=deps.table.client,
-            ttl_s=deps.settings.idempotency_ttl_s,
-            lambda_context=app.lambda_context,
-            accept=accept,
-        )
-    else:
-        accepted = accept()
-    metrics.add_metric(name="TriggersAccepted", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="ProfilesAccepted", unit=MetricUnit.Count, value=accepted.profiles)
-    logger.info(
-        "trigger accepted",
-        extra={
-            "execution_id": accepted.execution_id,
-            "group_id": trigger.group_id,
-            "profiles": accepted.profiles,
-        },
-    )
-    return Response(status_code=202, content_type="application/json", body=accepted)
-
-
-@app.get("/v1/executions/<execution_id>", summary="Status, counts and upstream ids", responses=ERRORS)
-def get_execution(
-    execution_id: Annotated[str, Path(max_length=64)],
-    chunks: Annotated[bool, Query(description="Include each chunk with its batch/schedule uuid")] = True,
-) -> ExecutionView:
-    return execution_flows.get_execution(wiring.table(), execution_id, with_chunks=chunks)
-
-
-@app.get("/v1/executions", summary="Executions, newest first", responses=ERRORS)
-def list_executions(
-    status: Annotated[ExecutionStatus | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 25,
-    next_token: Annotated[str | None, Query(max_length=2048)] = None,
-    since: Annotated[str | None, Query(description="ISO 8601 lower bound of created_at")] = None,
-    until: Annotated[str | None, Query(description="ISO 8601 upper bound of created_at")] = None,
-) -> ExecutionPage:
-    try:
-        return execution_flows.list_executions(
-            wiring.table(),
-            status=status,
-            limit=limit,
-            next_token=next_token,
-            since_iso=since,
-            until_iso=until,
-        )
-    except ValueError as exc:
-        raise ApiError(400, "invalid_token", str(exc)) from exc
-
-
-@app.delete("/v1/executions/<execution_id>", summary="Cancel what has not been sent yet", responses=ERRORS)
-def cancel_execution(execution_id: Annotated[str, Path(max_length=64)]) -> ExecutionView:
-    return execution_flows.cancel(wiring.table(), execution_id, time.time())
 
 
 @app.get("/v1/health", summary="Liveness", security=[])
@@ -173,6 +74,7 @@ def on_unknown_route(exc: Exception) -> Response:
 
 @app.exception_handler(Exception)
 def on_unexpected(exc: Exception) -> Response:
+    # The idempotency module is imported lazily, so its exception is matched by name.
     if type(exc).__name__ == "IdempotencyInProgress":
         return _error(ApiError(409, "in_progress", "A request with this Idempotency-Key is in progress"))
     logger.exception("unexpected error")

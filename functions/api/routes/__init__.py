@@ -1,0 +1,1 @@
+"""One Powertools Router per feature; app.py includes them all into the one resolver."""

@@ -1,0 +1,52 @@
+"""GET/DELETE /v1/executions..."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from relay import wiring
+from relay.flows import executions as execution_flows
+from relay.http import ApiError
+from relay.models.executions import ExecutionPage, ExecutionView
+from relay.models.optimized import ExecutionStatus
+
+from routes.errors import ERRORS
+
+router = Router()
+
+
+@router.get("/v1/executions/<execution_id>", summary="Status, counts and upstream ids", responses=ERRORS)
+def get_execution(
+    execution_id: Annotated[str, Path(max_length=64)],
+    chunks: Annotated[bool, Query(description="Include each chunk with its batch/schedule uuid")] = True,
+) -> ExecutionView:
+    return execution_flows.get_execution(wiring.table(), execution_id, with_chunks=chunks)
+
+
+@router.get("/v1/executions", summary="Executions, newest first", responses=ERRORS)
+def list_executions(
+    status: Annotated[ExecutionStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+    since: Annotated[str | None, Query(description="ISO 8601 lower bound of created_at")] = None,
+    until: Annotated[str | None, Query(description="ISO 8601 upper bound of created_at")] = None,
+) -> ExecutionPage:
+    try:
+        return execution_flows.list_executions(
+            wiring.table(),
+            status=status,
+            limit=limit,
+            next_token=next_token,
+            since_iso=since,
+            until_iso=until,
+        )
+    except ValueError as exc:
+        raise ApiError(400, "invalid_token", str(exc)) from exc
+
+
+@router.delete("/v1/executions/<execution_id>", summary="Cancel what has not been sent yet", responses=ERRORS)
+def cancel_execution(execution_id: Annotated[str, Path(max_length=64)]) -> ExecutionView:
+    return execution_flows.cancel(wiring.table(), execution_id, time.time())

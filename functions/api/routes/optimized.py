@@ -1,0 +1,68 @@
+"""POST /v1/optimized/triggers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header
+from aws_lambda_powertools.metrics import MetricUnit
+from relay import wiring
+from relay.flows.accept import accept_optimized, body_hash, execution_id_for
+from relay.models.optimized import OptimizedTrigger, TriggerAccepted
+
+from routes.errors import ERRORS
+
+router = Router()
+logger = Logger(child=True)
+metrics = Metrics()
+
+
+@router.post(
+    "/v1/optimized/triggers",
+    summary="Send profiles to an Optimized.app group (any number; delivered within its limits)",
+    responses={202: {"description": "Accepted and queued"}, **ERRORS},
+    tags=["optimized"],
+)
+def post_optimized_trigger(
+    trigger: Annotated[OptimizedTrigger, Body(embed=False)],
+    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
+) -> Response[TriggerAccepted]:
+    caller = router.context["caller"]
+    request_hash = body_hash(router.current_event.json_body)
+    execution_id = execution_id_for(idempotency_key, caller)
+    deps = wiring.accept_deps()
+
+    def accept() -> TriggerAccepted:
+        return accept_optimized(
+            trigger, execution_id=execution_id, request_hash=request_hash, caller=caller, deps=deps
+        )
+
+    if idempotency_key:
+        from relay.flows.idempotency import run_once  # lazy: costs ~250 ms of cold start
+
+        accepted = run_once(
+            scope=f"optimized-triggers#{caller}",
+            key=idempotency_key,
+            request_hash=request_hash,
+            table_name=deps.settings.relay_table_name,
+            client=deps.table.client,
+            ttl_s=deps.settings.idempotency_ttl_s,
+            lambda_context=router.lambda_context,
+            accept=accept,
+        )
+    else:
+        accepted = accept()
+    metrics.add_metric(name="TriggersAccepted", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ProfilesAccepted", unit=MetricUnit.Count, value=accepted.profiles)
+    logger.info(
+        "trigger accepted",
+        extra={
+            "execution_id": accepted.execution_id,
+            "group_id": trigger.group_id,
+            "profiles": accepted.profiles,
+        },
+    )
+    return Response(status_code=202, content_type="application/json", body=accepted)
