@@ -49,7 +49,7 @@ _QUEUE_ATTRIBUTES = (
 )
 
 
-class _DynamoDBLock:
+class DynamoDBLock:
     """WSGI middleware: one DynamoDB request at a time.
 
     moto's DynamoDB backend is not thread-safe: a query iterating a table while a transaction
@@ -69,11 +69,18 @@ class _DynamoDBLock:
         return self.app(environ, start_response)
 
 
-def start_moto(port: int = 0) -> tuple[Any, str]:
+def start_moto(port: int = 0, *, in_process: bool = False) -> tuple[Any, str]:
     """Start moto's threaded server on 127.0.0.1 (a free port when ``port`` is 0).
 
-    Returns ``(server, endpoint_url)``; stop it with ``server.stop()``.
+    By default in a child process (see relay_local.moto_process: a core and a state of its
+    own); ``in_process=True`` runs it in a thread here. Returns ``(server, endpoint_url)``;
+    stop it with ``server.stop()``.
     """
+    if not in_process:
+        from relay_local.moto_process import MotoProcess
+
+        child = MotoProcess(port)
+        return child, f"http://127.0.0.1:{child.port}"
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -88,7 +95,7 @@ def start_moto(port: int = 0) -> tuple[Any, str]:
 
     class SerialisedDynamoDBMotoServer(ThreadedMotoServer):
         def _server_entry(self) -> None:
-            app = _DynamoDBLock(DomainDispatcherApplication(create_backend_app))
+            app = DynamoDBLock(DomainDispatcherApplication(create_backend_app))
             self._server = make_server(
                 self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
             )
