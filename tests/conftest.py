@@ -1,0 +1,272 @@
+"""Shared fixtures: ONE compressed local stack for the relay's integration and e2e tests.
+
+moto's state is process-global, so the whole session shares one ``LocalStack`` (started on first
+use, with tests that need it ordered last so other modules' own stacks are gone by then). Limits
+are compressed (3 sends per 2 s per group, 8 per 2 s per token) so rate limiting shows in
+seconds; every test gets wiped AWS state, a reset sandbox and its own random group id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from relay_local import aws
+from relay_local.stack import LocalStack, refresh_relay_caches
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS = REPO / "events"
+
+GROUP_LIMIT = 3
+GROUP_WINDOW_S = 2.0
+TOKEN_LIMIT = 8
+TOKEN_WINDOW_S = 2.0
+
+COMPRESSED_ENV = {
+    "OPTIMIZED_GROUP_LIMIT": str(GROUP_LIMIT),
+    "OPTIMIZED_GROUP_WINDOW_S": str(GROUP_WINDOW_S),
+    "OPTIMIZED_TOKEN_LIMIT": str(TOKEN_LIMIT),
+    "OPTIMIZED_TOKEN_WINDOW_S": str(TOKEN_WINDOW_S),
+    "OPTIMIZED_WINDOW_MARGIN_S": "0.02",
+    "DISPATCH_LINGER_S": "0.2",
+    "DISPATCH_MAX_INLINE_WAIT_S": "2",
+    "DISPATCH_GATHER_S": "0.25",
+    "OPTIMIZED_RETRY_BASE_S": "0.05",
+    "OPTIMIZED_RETRY_MAX_S": "0.5",
+    "OPTIMIZED_MAX_ATTEMPTS": "3",
+    "OPTIMIZED_READ_TIMEOUT_S": "1",
+    "OPTIMIZED_CONNECT_TIMEOUT_S": "1",
+    "OPTIMIZED_RESEND_AMBIGUOUS": "false",
+    "RELAY_MAX_BODY_BYTES": "200000",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_METRICS_NAMESPACE": "CampaignRelayTests",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+CAMPAIGN = "9e679c93-ff33-4b1e-bfad-1ac77afe1aef"
+FINISHED = {"completed", "partially_failed", "failed", "cancelled"}
+
+RELAY_FIXTURE = "relay"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests on the shared relay stack run last: modules that start their own LocalStack (one per
+    # process at a time) are then done before the shared one starts, and it is started only once.
+    own = [item for item in items if RELAY_FIXTURE not in getattr(item, "fixturenames", ())]
+    shared = [item for item in items if RELAY_FIXTURE in getattr(item, "fixturenames", ())]
+    items[:] = own + shared
+
+
+# -- the stack ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def relay_stack() -> Iterator[LocalStack]:
+    with LocalStack(api_port=0, env=COMPRESSED_ENV, sandbox=True, poller_workers=6) as stack:
+        yield stack
+
+
+@pytest.fixture
+def relay(relay_stack: LocalStack) -> Iterator[LocalStack]:
+    """The shared stack with nothing in it: empty table and queues, sandbox forgotten."""
+    relay_stack.reset_aws()
+    relay_stack.sandbox.reset()
+    yield relay_stack
+    relay_stack.sandbox.reset()
+
+
+@pytest.fixture
+def group() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def api(relay: LocalStack) -> Iterator[Api]:
+    with Api(relay) as client:
+        yield client
+
+
+@pytest.fixture
+def ddb(relay: LocalStack) -> Any:
+    return boto3.client(
+        "dynamodb", endpoint_url=relay.moto_endpoint, region_name="us-east-1", **aws.DUMMY_CREDENTIALS
+    )
+
+
+@pytest.fixture
+def sqs(relay: LocalStack) -> Any:
+    return boto3.client(
+        "sqs", endpoint_url=relay.moto_endpoint, region_name="us-east-1", **aws.DUMMY_CREDENTIALS
+    )
+
+
+@contextmanager
+def relay_env(**values: str) -> Iterator[None]:
+    """Change relay settings for a block (the running stack re-reads them), then restore."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    refresh_relay_caches()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        refresh_relay_caches()
+
+
+# -- payloads -------------------------------------------------------------------------------------
+
+
+def profile(i: int, **extra: Any) -> dict[str, Any]:
+    return {"person": {"phone_number": f"+3584{i:08d}", "first_name": f"P{i}"}, "ref": f"ref-{i}", **extra}
+
+
+def profiles(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [profile(i) for i in range(start, start + n)]
+
+
+def schedule(start_in_s: float | None = 3600, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"campaign_uuid": CAMPAIGN, **extra}
+    if start_in_s is not None:
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + start_in_s))
+        out["start_at"] = start
+    return out
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+# -- API client -----------------------------------------------------------------------------------
+
+
+class Api:
+    """The relay's HTTP API over loopback, authenticated, with polling helpers."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.http = httpx.Client(
+            base_url=stack.api_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
+        )
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def trigger(
+        self,
+        group: str,
+        people: list[dict[str, Any]] | int = 1,
+        sched: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        expect: int | None = 202,
+    ) -> httpx.Response:
+        body: dict[str, Any] = {
+            "group_id": group,
+            "profiles": profiles(people) if isinstance(people, int) else people,
+        }
+        if sched is not None:
+            body["schedule"] = sched
+        headers = {"Idempotency-Key": key} if key else {}
+        response = self.http.post("/v1/optimized/triggers", json=body, headers=headers)
+        if expect is not None:
+            assert response.status_code == expect, response.text
+        return response
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/v1/executions/{execution_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait(
+        self,
+        execution_id: str,
+        until: Callable[[dict[str, Any]], bool] = lambda e: e["status"] in FINISHED,
+        timeout: float = 30,
+    ) -> dict[str, Any]:
+        """Poll GET /v1/executions/{id} until ``until`` holds (deadline, no fixed sleeps)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.execution(execution_id)
+            if until(current):
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting on execution {execution_id}: {current}")
+            time.sleep(0.05)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# -- looking inside AWS ---------------------------------------------------------------------------
+
+
+def scan_all(ddb: Any, table: str = "RelayTable") -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = ddb.scan(**kwargs)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def chunk_items(ddb: Any, execution_id: str) -> list[dict[str, Any]]:
+    """The stored chunks of an execution in seq order, plain Python values."""
+    from relay.store import codec
+
+    items = ddb.query(
+        TableName="RelayTable",
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :c)",
+        ExpressionAttributeValues={":pk": {"S": f"EXEC#{execution_id}"}, ":c": {"S": "CHUNK#"}},
+        ConsistentRead=True,
+    )["Items"]
+    return sorted((codec.load(i) for i in items), key=lambda c: c["seq"])
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    """Every message in a queue: visible, in flight and delayed."""
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return sum(int(v) for v in attrs.values())
+
+
+def dlq_messages(sqs: Any, url: str) -> list[dict[str, Any]]:
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages")
+    return [json.loads(m["Body"]) for m in messages or []]
+
+
+def batches_for(stack: LocalStack, group: str, status: int | None = None) -> list[Any]:
+    return [
+        b for b in stack.sandbox.received if b.group_id == group and (status is None or b.status == status)
+    ]
