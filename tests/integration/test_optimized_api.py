@@ -10,8 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from relay_local.stack import LocalStack
-
 from conftest import (
     CAMPAIGN,
     Api,
@@ -23,6 +21,7 @@ from conftest import (
     scan_all,
     schedule,
 )
+from relay_local.stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
