@@ -8,6 +8,7 @@ it through Powertools Parameters (cached); locally the plain variables hold the 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,10 +52,29 @@ class Settings(BaseSettings):
     batch_project_rps: float = Field(1, gt=0)
 
     # --- Webhooks and results ------------------------------------------------------------
+    # Inbound (Optimized.app -> relay). Secrets: comma-separated for rotation; `whsec_<base64>`
+    # is base64-decoded, anything else is used as its UTF-8 bytes. In AWS: WEBHOOK_SECRET_NAME.
     webhook_secret: SecretStr | None = None
-    webhook_tolerance_s: int = 300
+    webhook_secret_name: str | None = None
+    webhook_tolerance_s: int = Field(300, ge=1)
+    webhook_max_bytes: int = Field(1_048_576, ge=1024)
+    # The platform's signature scheme is unverified: "standard" (Standard Webhooks) or "hmac".
+    webhook_scheme: Literal["standard", "hmac"] = "standard"
+    webhook_hmac_header: str = "x-signature"
+    webhook_hmac_encoding: Literal["hex", "base64"] = "hex"
+    webhook_hmac_algorithm: Literal["sha256", "sha1"] = "sha256"
+    # Stripped from the plain-HMAC header value when present (e.g. "sha256=").
+    webhook_hmac_prefix: str = ""
+    webhook_dedupe_ttl_s: int = Field(7 * 86_400, ge=60)
+    # Outbound (relay -> the customer), Standard Webhooks. In AWS: RESULTS_WEBHOOK_SECRET_NAME.
     results_webhook_url: str | None = None
     results_webhook_secret: SecretStr | None = None
+    results_webhook_secret_name: str | None = None
+    results_max_attempts: int = Field(8, ge=1)
+    results_retry_base_s: float = Field(5.0, ge=0)
+    results_retry_max_s: float = Field(900.0, ge=0, le=900)  # SQS DelaySeconds ceiling
+    results_connect_timeout_s: float = Field(3.0, gt=0)
+    results_read_timeout_s: float = Field(10.0, gt=0)
 
     # --- The relay's own API -------------------------------------------------------------
     relay_api_keys: SecretStr | None = None
@@ -79,6 +99,8 @@ class Settings(BaseSettings):
     relay_table_name: str = "RelayTable"
     dispatch_queue_url: str = ""
     dispatch_dlq_url: str = ""
+    results_queue_url: str = ""
+    results_dlq_url: str = ""
     execution_ttl_days: int = Field(90, ge=1)
     idempotency_ttl_s: int = Field(86_400, ge=60)
 
@@ -98,6 +120,23 @@ class Settings(BaseSettings):
             return self.optimized_api_token.get_secret_value()
         if self.optimized_api_token_secret:
             return resolve_secret(self.optimized_api_token_secret)
+        return None
+
+    def webhook_secrets(self) -> list[str]:
+        """Every secret accepted on inbound webhooks (several while one is being rotated)."""
+        raw = self.webhook_secret.get_secret_value() if self.webhook_secret else None
+        if raw is None and self.webhook_secret_name:
+            raw = resolve_secret(self.webhook_secret_name)
+        return [s.strip() for s in (raw or "").split(",") if s.strip()]
+
+    def results_url(self) -> str | None:
+        return (self.results_webhook_url or "").strip() or None
+
+    def results_secret(self) -> str | None:
+        if self.results_webhook_secret and self.results_webhook_secret.get_secret_value().strip():
+            return self.results_webhook_secret.get_secret_value().strip()
+        if self.results_webhook_secret_name:
+            return resolve_secret(self.results_webhook_secret_name)
         return None
 
 

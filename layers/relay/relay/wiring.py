@@ -41,7 +41,48 @@ def optimized_client():
     )
 
 
+@lru_cache(maxsize=1)
+def result_queue():
+    from relay.result_queue import ResultQueue
+
+    s = get_settings()
+    return ResultQueue(aws.client("sqs"), s.results_queue_url, s.results_dlq_url)
+
+
+@lru_cache(maxsize=1)
+def webhook_verifier():
+    from relay.webhooks.signatures import Verifier
+
+    s = get_settings()
+    return Verifier(
+        secrets=tuple(s.webhook_secrets()),
+        scheme=s.webhook_scheme,
+        tolerance_s=s.webhook_tolerance_s,
+        hmac_header=s.webhook_hmac_header,
+        hmac_algorithm=s.webhook_hmac_algorithm,
+        hmac_encoding=s.webhook_hmac_encoding,
+        hmac_prefix=s.webhook_hmac_prefix,
+    )
+
+
+@lru_cache(maxsize=1)
+def results_endpoint():
+    """The customer's results endpoint, or None when forwarding is off (no URL or no secret)."""
+    from relay.upstreams.customer import ResultsEndpoint
+
+    s = get_settings()
+    url = s.results_url()
+    if not url:
+        return None
+    secret = s.results_secret()
+    if not secret:
+        raise RuntimeError("RESULTS_WEBHOOK_URL is set but RESULTS_WEBHOOK_SECRET is not: results are signed")
+    return ResultsEndpoint(
+        url, secret, connect_timeout_s=s.results_connect_timeout_s, read_timeout_s=s.results_read_timeout_s
+    )
+
+
 def reset() -> None:
     """Forget every cached dependency (tests and the local stack change settings)."""
-    for cached in (table, wake_queue, optimized_client):
+    for cached in (table, wake_queue, optimized_client, result_queue, webhook_verifier, results_endpoint):
         cached.cache_clear()

@@ -24,7 +24,7 @@ from relay.models.optimized import BatchRequest, UpstreamCampaign, UpstreamSched
 from relay.models.optimized import upstream_start_at as format_start_at
 from relay.queues import WakeQueue
 from relay.store import dispatch as store
-from relay.store import keys, limiter
+from relay.store import keys, limiter, links
 from relay.store.dispatch import ChunkResult, ClaimedBatch, PendingChunk
 from relay.store.table import MAX_TRANSACTION_ITEMS, Table, TransactionCancelled
 from relay.upstreams.optimized import (
@@ -249,6 +249,7 @@ class GroupDispatcher:
                 logger.error("batch outcome ambiguous, not re-sent", extra={**log, "error": outcome.message})
         if finished:
             store.finish(d.table, finished, done)
+            links.record_sent(d.table, finished, done, ttl_days=d.settings.execution_ttl_days)
         return limiter_moved, [answered for _, answered in answers]
 
     def _retry_later(

@@ -15,6 +15,7 @@ from relay.models.executions import (
     ExecutionView,
     ProfileCounts,
 )
+from relay.models.results import COUNTERS, ResultCounts
 from relay.store import executions
 from relay.store.table import Table
 
@@ -102,6 +103,7 @@ def view(item: dict[str, Any], chunk_items: list[dict[str, Any]] | None = None) 
         last_sent_at=iso(item["last_finished_at"]) if item.get("last_finished_at") else None,
         estimated_dispatch_done_at=item.get("estimated_dispatch_done_at") or None,
         warnings=item.get("warnings", []),
+        results=ResultCounts(**{name: count(f"results_{name}") for name in COUNTERS}),
         chunk_details=details,
     )
 

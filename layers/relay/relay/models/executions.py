@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from relay.models.optimized import ExecutionStatus
+from relay.models.results import ResultCounts
 
 
 class ChunkCounts(BaseModel):
@@ -61,6 +62,7 @@ class ExecutionView(BaseModel):
     last_sent_at: str | None = None
     estimated_dispatch_done_at: str | None = None
     warnings: list[str] = Field(default_factory=list)
+    results: ResultCounts = Field(default_factory=ResultCounts, description="Webhook results, by kind")
     chunk_details: list[ChunkView] | None = None
 
 

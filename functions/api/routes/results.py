@@ -1,0 +1,62 @@
+"""GET /v1/executions/{id}/results and GET /v1/results?unmatched=true (webhook results)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from relay import wiring
+from relay.flows import executions as execution_flows
+from relay.flows import results as result_flows
+from relay.http import ApiError
+from relay.models.results import ResultPage, ResultType
+
+from routes.errors import ERRORS
+
+router = Router()
+
+
+@router.get(
+    "/v1/executions/<execution_id>/results",
+    summary="Webhook results of an execution, oldest first",
+    responses=ERRORS,
+    tags=["results"],
+)
+def execution_results(
+    execution_id: Annotated[str, Path(max_length=64)],
+    type: Annotated[ResultType | None, Query(description="Only results of this type")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> ResultPage:
+    table = wiring.table()
+    execution_flows.get_execution(table, execution_id, with_chunks=False)  # 404 if unknown
+    return _page(execution_id, type, limit, next_token)
+
+
+@router.get(
+    "/v1/results",
+    summary="Webhook results that matched no execution, oldest first",
+    responses=ERRORS,
+    tags=["results"],
+)
+def unmatched_results(
+    unmatched: Annotated[bool, Query(description="Must be true: matched results are listed per execution")],
+    type: Annotated[ResultType | None, Query(description="Only results of this type")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> ResultPage:
+    if not unmatched:
+        raise ApiError(
+            400, "unsupported_filter", "Only unmatched=true is listed here; see /v1/executions/{id}/results"
+        )
+    return _page(None, type, limit, next_token)
+
+
+def _page(execution_id: str | None, type_: str | None, limit: int, next_token: str | None) -> ResultPage:
+    try:
+        return result_flows.list_results(
+            wiring.table(), execution_id=execution_id, type_=type_, limit=limit, next_token=next_token
+        )
+    except ValueError as exc:
+        raise ApiError(400, "invalid_token", str(exc)) from exc

@@ -1,0 +1,49 @@
+"""Results worker: records each queued result against its execution and forwards it, signed, to
+the customer's endpoint (retries re-queue the message with a back-off delay; see
+relay.flows.results)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from relay import wiring
+from relay.config import get_settings
+from relay.flows.results import DeliverDeps, handle_message
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def _emit(name: str, value: float) -> None:
+    if value:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+@tracer.capture_method
+def handle_record(record: SQSRecord) -> str:
+    deps = DeliverDeps(
+        table=wiring.table(),
+        queue=wiring.result_queue(),
+        settings=get_settings(),
+        endpoint=wiring.results_endpoint(),
+        emit=_emit,
+    )
+    outcome = handle_message(json.loads(record.body), deps)
+    logger.debug("result handled", extra={"outcome": outcome})
+    return outcome
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )
