@@ -27,12 +27,14 @@ def _module_name(code_dir: Path, module_path: str) -> str:
     return f"_relay_local_fn_{safe}_{digest}"
 
 
-def load_handler(code_uri_dir: str | Path, handler: str) -> Handler:
+def load_handler(code_uri_dir: str | Path, handler: str, instance: int = 0) -> Handler:
     """Import ``handler`` ("app.lambda_handler", "pkg/mod.fn") from ``code_uri_dir``.
 
     The module is imported under a unique name so several functions can each have an ``app.py``.
     While it is imported the code directory is first on ``sys.path`` (as in Lambda), so sibling
-    modules of the handler can be imported.
+    modules of the handler can be imported. Each ``instance`` is a separate copy, sibling modules
+    included, like separate Lambda containers: a Powertools resolver or batch processor holds
+    per-invocation state, so one copy must never serve two invocations at once.
     """
     code_dir = Path(code_uri_dir).resolve()
     module_path, _, function_name = handler.rpartition(".")
@@ -41,7 +43,7 @@ def load_handler(code_uri_dir: str | Path, handler: str) -> Handler:
     file = code_dir / (module_path.replace(".", "/") + ".py")
     if not file.is_file():
         raise FileNotFoundError(f"handler module {file} not found")
-    name = _module_name(code_dir, module_path)
+    name = _module_name(code_dir, module_path) + (f"_{instance}" if instance else "")
     with _import_lock:
         module = sys.modules.get(name)
         if module is None:
@@ -59,10 +61,24 @@ def load_handler(code_uri_dir: str | Path, handler: str) -> Handler:
             finally:
                 with contextlib.suppress(ValueError):
                     sys.path.remove(str(code_dir))
+                _forget_siblings(code_dir)
     fn = getattr(module, function_name, None)
     if not callable(fn):
         raise AttributeError(f"{file} has no callable {function_name}")
     return fn
+
+
+def _forget_siblings(code_dir: Path) -> None:
+    """Drop the handler's sibling modules from sys.modules so the next copy imports its own
+    (the copy just loaded keeps its references), and so other functions never see them."""
+    for mod_name, mod in list(sys.modules.items()):
+        mod_file = getattr(mod, "__file__", None)
+        if (
+            mod_file
+            and not mod_name.startswith("_relay_local_fn_")
+            and Path(mod_file).is_relative_to(code_dir)
+        ):
+            del sys.modules[mod_name]
 
 
 class LambdaContext:
@@ -104,20 +120,43 @@ class LocalFunction:
     memory_mb: int = 128
     region: str = "us-east-1"
     events: Mapping[str, Any] = field(default_factory=dict)
-    _handler: Handler | None = field(default=None, repr=False)
+    max_concurrency: int = 16
+    _idle: list[Handler] = field(default_factory=list, repr=False)
+    _instances: int = field(default=0, repr=False)
+    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     @property
     def handler(self) -> Handler:
-        if self._handler is None:
-            self._handler = load_handler(self.code_uri, self.handler_name)
-        return self._handler
+        """The first container's handler (loads it on first use)."""
+        with self._lock:
+            if self._instances == 0:
+                self._idle.append(load_handler(self.code_uri, self.handler_name, 0))
+                self._instances = 1
+            return self._idle[0] if self._idle else load_handler(self.code_uri, self.handler_name, 0)
 
     def context(self) -> LambdaContext:
         """A fresh context (new request id, full timeout) for one invocation."""
         return LambdaContext(self.logical_id, self.timeout_s, self.memory_mb, self.region)
 
     def invoke(self, event: Any) -> Any:
-        return self.handler(event, self.context())
+        """Run on an idle container, starting a new one (a cold start) when all are busy."""
+        handler = self._acquire()
+        try:
+            return handler(event, self.context())
+        finally:
+            with self._lock:
+                self._idle.append(handler)
+                self._lock.notify()
+
+    def _acquire(self) -> Handler:
+        with self._lock:
+            while not self._idle and self._instances >= self.max_concurrency:
+                self._lock.wait()
+            if self._idle:
+                return self._idle.pop()
+            instance = self._instances
+            self._instances += 1
+        return load_handler(self.code_uri, self.handler_name, instance)
 
 
 def functions_from_template(
