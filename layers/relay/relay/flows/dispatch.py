@@ -79,6 +79,7 @@ class GroupDispatcher:
         shows up as a failed conditional write and is simply read again.
         """
         d = self.deps
+        self._settle_abandoned()
         chunks: list[PendingChunk] = []
         more_beyond = False
         logs: dict[str, Log] | None = None
@@ -161,6 +162,23 @@ class GroupDispatcher:
         if more_beyond:
             return self.group_rule.limit
         return max(1, -(-sum(c.size for c in chunks) // size))
+
+    def _settle_abandoned(self) -> None:
+        """Chunks whose dispatcher died between claim and record are marked ambiguous, never
+        left 'sending' forever (and never silently re-sent: they may have reached the upstream)."""
+        d = self.deps
+        now = d.clock()
+        stale = store.stale_sending(d.table, self.group_id, now - d.settings.dispatch_stale_sending_s)
+        if not stale:
+            return
+        error = {"status": None, "message": "dispatcher stopped between claim and answer; may have been sent"}
+        store.finish(
+            d.table, [ChunkResult(c, c.batch_id or "", "ambiguous", {"error": error}) for c in stale], now
+        )
+        d.emit("ChunksAbandoned", len(stale))
+        logger.error(
+            "abandoned chunks marked ambiguous", extra={"group_id": self.group_id, "chunks": len(stale)}
+        )
 
     def _form_batches(
         self, chunks: list[PendingChunk], slots: int, more_beyond: bool, now: float

@@ -30,6 +30,7 @@ class PendingChunk:
     created_at: float
     gsi2sk: str
     attempts: int = 0
+    batch_id: str | None = None
     profiles: list[dict[str, Any]] = field(default_factory=list)
     schedule: dict[str, Any] | None = None
 
@@ -48,6 +49,7 @@ class PendingChunk:
             created_at=item["created_at"],
             gsi2sk=item["gsi2sk"],
             attempts=item.get("attempts", 0),
+            batch_id=item.get("batch_id"),
             profiles=json.loads(item["profiles_json"]) if "profiles_json" in item else [],
             schedule=item.get("schedule"),
         )
@@ -151,12 +153,16 @@ def claim(
                 {
                     "Update": {
                         "Key": codec.dump(c.key),
-                        "UpdateExpression": "SET #status = :sending, batch_id = :b, claimed_at = :now "
-                        "REMOVE gsi2pk, gsi2sk",
+                        "UpdateExpression": "SET #status = :sending, batch_id = :b, claimed_at = :now, "
+                        "gsi2pk = :claimed",
                         "ConditionExpression": "#status = :pending",
                         "ExpressionAttributeNames": {"#status": "status"},
                         "ExpressionAttributeValues": codec.values(
-                            sending="sending", pending="pending", b=batch.batch_id, now=now
+                            sending="sending",
+                            pending="pending",
+                            b=batch.batch_id,
+                            now=now,
+                            claimed=keys.sending_partition(c.group_id),
                         ),
                     }
                 }
@@ -199,7 +205,7 @@ def _finish_chunk(result: ChunkResult, now: float) -> dict[str, Any]:
     return {
         "Update": {
             "Key": codec.dump(result.chunk.key),
-            "UpdateExpression": f"SET {assignments}",
+            "UpdateExpression": f"SET {assignments} REMOVE gsi2pk, gsi2sk",
             "ConditionExpression": "#st = :sending AND batch_id = :b",
             "ExpressionAttributeNames": {**names, "#st": "status"},
             "ExpressionAttributeValues": codec.values(**vals, sending="sending", b=result.batch_id),
@@ -223,6 +229,20 @@ def _count_on_execution(execution_id: str, results: Sequence[ChunkResult], now: 
             "ExpressionAttributeValues": codec.values(**counts, now=now),
         }
     }
+
+
+def stale_sending(table: Table, group_id: str, claimed_before: float) -> list[PendingChunk]:
+    """Chunks claimed before ``claimed_before`` and never finished: their dispatcher died."""
+    items, _ = table.query(
+        IndexName=keys.PENDING_INDEX,
+        KeyConditionExpression="gsi2pk = :p",
+        FilterExpression="#status = :sending AND claimed_at < :before",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues=codec.values(
+            p=keys.sending_partition(group_id), sending="sending", before=claimed_before
+        ),
+    )
+    return [PendingChunk.from_item(i) for i in items]
 
 
 def release(

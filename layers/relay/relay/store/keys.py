@@ -34,6 +34,11 @@ def pending_partition(group_id: str) -> str:
     return f"PENDING#{group_id}"
 
 
+def sending_partition(group_id: str) -> str:
+    """Chunks claimed but not finished: findable, so one stuck by a crash is never forgotten."""
+    return f"SENDING#{group_id}"
+
+
 def pending_sort(created_iso: str, execution_id: str, seq: int) -> str:
     return f"{created_iso}#{execution_id}#{seq:06d}"
 
