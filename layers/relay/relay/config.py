@@ -44,6 +44,41 @@ class Settings(BaseSettings):
     optimove_api_key: SecretStr | None = None
     optimove_brand_key: SecretStr | None = None
     optimove_brand_rps: float = Field(500, gt=0)
+    # In AWS the keys come from Secrets Manager: these name the secrets (template parameters).
+    optimove_api_key_secret: str | None = None
+    optimove_brand_key_secret: str | None = None
+    optimove_connect_timeout_s: float = Field(3.0, gt=0)
+    optimove_read_timeout_s: float = Field(10.0, gt=0)
+    # Limiter buckets are never narrower than this (each bucket is one DynamoDB item).
+    optimove_limit_bucket_min_s: float = Field(0.05, gt=0, le=1)
+    # A sender waits at most this long in-process for a slot; longer waits are re-queued.
+    optimove_max_inline_wait_s: float = Field(1.0, ge=0, le=10)
+    # 500 / unreachable: retried with exponential backoff and full jitter, then dead-lettered.
+    optimove_max_attempts: int = Field(6, ge=1)
+    optimove_retry_base_s: float = Field(2.0, ge=0)
+    optimove_retry_max_s: float = Field(300.0, ge=0, le=900)
+    # Retry-After missing on a 429: wait this long.
+    optimove_retry_after_default_s: float = Field(1.0, ge=0, le=900)
+    # A timeout after the run request was written may have started the campaign: re-sending
+    # risks running it twice (Optimove has no de-duplication), so by default it becomes `unknown`.
+    optimove_resend_ambiguous: bool = False
+    # Status polling: first delay, growth factor, ceiling (SQS delays, whole seconds), give-up age.
+    optimove_poll_first_delay_s: float = Field(5.0, ge=0, le=900)
+    optimove_poll_backoff: float = Field(2.0, ge=1)
+    optimove_poll_max_delay_s: float = Field(300.0, ge=0, le=900)
+    optimove_poll_max_s: float = Field(3600.0, gt=0)
+    # Context schemas: a JSON or YAML file {generator_id: JSON Schema}; API-managed ones override.
+    optimove_schemas: str | None = None
+    optimove_require_schema: bool = False
+    optimove_schema_cache_s: float = Field(30.0, ge=0)
+    # De-duplication: without dedupe_key, a hash of generator + topic + context is the key when
+    # this window is > 0; an explicit dedupe_key uses it, or OPTIMOVE_DEDUPE_KEY_WINDOW_S when 0.
+    optimove_dedupe_window_s: int = Field(0, ge=0)
+    optimove_dedupe_key_window_s: int = Field(86_400, ge=1)
+    # Scheduled triggers due within this are released with an SQS delay (so they fire on time).
+    optimove_scheduler_lookahead_s: int = Field(70, ge=0, le=900)
+    # Forward terminal statuses to RESULTS_WEBHOOK_URL (through the results queue, when present).
+    optimove_forward_results: bool = True
 
     # --- Batch.com (contract names) ------------------------------------------------------
     batch_api_url: str = "https://api.batch.com/2.0"
@@ -94,11 +129,18 @@ class Settings(BaseSettings):
     dispatch_gather_s: float = Field(0.25, ge=0, le=5)
     # Stop taking new slots when less than this remains of the Lambda's time.
     dispatch_reserve_ms: int = Field(5000, ge=0)
+    # A chunk claimed this long ago and still not finished lost its dispatcher (crash, timeout):
+    # it is marked ambiguous, as it may or may not have reached the upstream.
+    dispatch_stale_sending_s: float = Field(900.0, gt=0)
 
     # --- Resources (set by the template / the local stack) -------------------------------
     relay_table_name: str = "RelayTable"
     dispatch_queue_url: str = ""
     dispatch_dlq_url: str = ""
+    optimove_queue_url: str = ""
+    optimove_dlq_url: str = ""
+    poll_queue_url: str = ""
+    poll_dlq_url: str = ""
     results_queue_url: str = ""
     results_dlq_url: str = ""
     execution_ttl_days: int = Field(90, ge=1)
@@ -114,6 +156,16 @@ class Settings(BaseSettings):
         if raw is None and self.relay_api_keys_secret:
             raw = resolve_secret(self.relay_api_keys_secret)
         return frozenset(k.strip() for k in (raw or "").split(",") if k.strip())
+
+    def optimove_keys(self) -> tuple[str | None, str | None]:
+        """(x-api-key, x-brand-key): plain settings locally, Secrets Manager in AWS."""
+        api = self.optimove_api_key.get_secret_value() if self.optimove_api_key else None
+        brand = self.optimove_brand_key.get_secret_value() if self.optimove_brand_key else None
+        if api is None and self.optimove_api_key_secret:
+            api = resolve_secret(self.optimove_api_key_secret)
+        if brand is None and self.optimove_brand_key_secret:
+            brand = resolve_secret(self.optimove_brand_key_secret)
+        return api, brand
 
     def optimized_token(self) -> str | None:
         if self.optimized_api_token:
