@@ -42,7 +42,8 @@ def _fields(error: dict[str, Any]) -> set[str]:
 
 
 def _stored_nothing(ddb: Any, sqs: Any, stack: LocalStack) -> None:
-    assert scan_all(ddb) == []
+    # Only records of requests: a dispatcher of an earlier test may still touch its own group.
+    assert [i for i in scan_all(ddb) if i["pk"]["S"].startswith(("EXEC#", "IDEMPOTENCY#"))] == []
     assert queue_depth(sqs, stack.resources.url("DispatchQueue")) == 0
 
 

@@ -28,7 +28,10 @@ class Log:
     version: int = 0
 
     def recent(self, rule: Rule, now: float) -> list[float]:
-        return sorted(h for h in self.hits if h > now - rule.window_s)
+        # ``h + window_s > now``, not ``h > now - window_s``: the slots below are computed as
+        # ``h + window_s``, and only the same float expression makes a hit leave its window at
+        # exactly the slot they offer (3.8000000000000003 > 7.5 - 3.7, yet 3.8000000000000003 + 3.7 == 7.5).
+        return sorted(h for h in self.hits if h + rule.window_s > now)
 
     def next_slot(self, rule: Rule, now: float) -> float:
         """Earliest time >= now at which one more hit keeps every window within the limit."""

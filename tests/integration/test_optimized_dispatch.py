@@ -1,0 +1,370 @@
+"""Dispatch to the sandbox Optimized.app over the local stack: limits as the upstream sees them,
+packing, start times, and what every upstream answer does to chunks and executions."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from conftest import (
+    CAMPAIGN,
+    GROUP_LIMIT,
+    GROUP_WINDOW_S,
+    TOKEN_LIMIT,
+    TOKEN_WINDOW_S,
+    Api,
+    batches_for,
+    chunk_items,
+    dlq_messages,
+    profile,
+    profiles,
+    queue_depth,
+    relay_env,
+    schedule,
+    wait_for,
+)
+from relay_local.stack import LocalStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+UPSTREAM_TIME = "%Y-%m-%d %H:%M:%S"
+
+
+def _max_in_window(times: list[float], window_s: float) -> int:
+    ordered, best, lo = sorted(times), 0, 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] + window_s <= t:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def _upstream_ts(value: str) -> float:
+    return datetime.strptime(value, UPSTREAM_TIME).replace(tzinfo=UTC).timestamp()
+
+
+def _phones(batch: Any) -> list[str]:
+    return [p["person"]["phone_number"] for p in batch.profiles]
+
+
+def _idle(relay: LocalStack, sqs: Any) -> None:
+    """Wait until no wake-up is queued or in flight: every dispatcher has finished."""
+    url = relay.resources.url("DispatchQueue")
+    wait_for(lambda: queue_depth(sqs, url) == 0, timeout=20, what="dispatch queue drained")
+
+
+# -- the happy path, limits and start times -------------------------------------------------------
+
+
+def test_one_group_within_its_limit_in_order_with_shifted_starts(
+    api: Api, relay: LocalStack, ddb: Any, group: str
+) -> None:
+    """10 chunks at 3 per 2 s, start_at 3 s ahead: later windows are late and start when sent."""
+    created = time.time()
+    people = profiles(500)
+    answer = api.trigger(group, people, schedule(3, calls_per_minute=30)).json()
+    assert answer["chunks"] == 10
+    # Estimate: 10 batches, 3 per window -> three more windows after the first.
+    estimate = datetime.fromisoformat(answer["estimated_dispatch_done_at"].replace("Z", "+00:00")).timestamp()
+    windows = math.ceil(10 / GROUP_LIMIT) - 1
+    assert estimate == pytest.approx(created + windows * (GROUP_WINDOW_S + 0.02), abs=1.0)
+    assert len(answer["warnings"]) == 1
+    assert "after start_at" in answer["warnings"][0]
+
+    seen: set[str] = set()
+
+    def finished(e: dict[str, Any]) -> bool:
+        seen.add(e["status"])
+        return e["status"] in ("completed", "partially_failed", "failed")
+
+    done = api.wait(answer["execution_id"], finished, timeout=40)
+    assert done["status"] == "completed"
+    assert "dispatching" in seen
+    assert done["chunks"]["sent"] == 10
+    assert done["profiles"]["sent"] == 500
+    assert done["warnings"] == answer["warnings"]
+
+    # As the upstream saw it: no 429, never more than the limit in any window.
+    stats = relay.sandbox.stats()
+    assert stats["by_status"] == {"201": 10}
+    assert stats["max_in_any_window"][group] <= GROUP_LIMIT
+    received = batches_for(relay, group, 201)
+    assert _max_in_window([b.arrived_at for b in received], GROUP_WINDOW_S) <= GROUP_LIMIT
+    # Every profile exactly once, without our bookkeeping fields.
+    sent_phones = sorted(p for b in received for p in _phones(b))
+    assert sent_phones == sorted(p["person"]["phone_number"] for p in people)
+    for b in received:
+        assert len(b.profiles) == 50
+        assert all(set(p) <= {"person", "attributes"} for p in b.profiles)  # index/ref stay with us
+        assert b.schedule["campaign"] == {"uuid": CAMPAIGN}
+        assert b.schedule["calls_per_minute"] == 30
+        assert len(b.schedule["start_at"]) == 19
+        _upstream_ts(b.schedule["start_at"])  # 'YYYY-MM-DD HH:MM:SS'
+
+    # Start times: as asked while on time; a late chunk starts when sent (never in the past).
+    start_at = _upstream_ts(time.strftime(UPSTREAM_TIME, time.gmtime(created + 3)))
+    late = [b for b in received if b.arrived_at > start_at]
+    assert late, "compressed limits should have made later chunks late"
+    for b in received:
+        sent_start = _upstream_ts(b.schedule["start_at"])
+        if b.arrived_at <= start_at - 0.5:
+            assert sent_start == start_at
+        assert sent_start >= math.floor(b.arrived_at)
+    details = {c["seq"]: c for c in done["chunk_details"]}
+    assert done["chunks"]["start_shifted"] == sum(c["start_shifted"] for c in details.values())
+    assert done["chunks"]["start_shifted"] >= len(late) - GROUP_LIMIT  # a boundary send may be either
+    assert done["chunks"]["start_shifted"] >= 1
+
+    # Stored per chunk: batch/schedule uuid and each profile's upstream uuid, in input order.
+    by_uuid = {b.batch_uuid: b for b in received}
+    for c in chunk_items(ddb, answer["execution_id"]):
+        assert c["status"] == "sent"
+        assert c["batch_uuid"] in by_uuid
+        assert c["schedule_uuid"]
+        refs = json.loads(c["upstream_profiles_json"])
+        assert [r["index"] for r in refs] == list(range(50 * c["seq"], 50 * c["seq"] + 50))
+        assert [r["ref"] for r in refs] == [f"ref-{r['index']}" for r in refs]
+        assert all(r["uuid"] and r["external_id"] for r in refs)
+        sent_batch = by_uuid[c["batch_uuid"]]
+        assert _phones(sent_batch) == [people[r["index"]]["person"]["phone_number"] for r in refs]
+        view = details[c["seq"]]
+        assert view["batch_uuid"] == c["batch_uuid"]
+        assert view["schedule_uuid"] == c["schedule_uuid"]
+        assert view["status"] == "sent"
+        assert view["sent_at"]
+        assert view["error"] is None
+
+
+def test_groups_go_in_parallel_within_the_token_limit(api: Api, relay: LocalStack) -> None:
+    groups = [str(uuid.uuid4()) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda g: api.trigger(g, 300).json(), groups))
+    for answer in answers:
+        assert api.wait(answer["execution_id"], timeout=40)["status"] == "completed"
+    stats = relay.sandbox.stats()
+    assert stats["by_status"] == {"201": 24}
+    received = [b for b in relay.sandbox.received if b.status == 201]
+    times = [b.arrived_at for b in received]
+    assert _max_in_window(times, TOKEN_WINDOW_S) <= TOKEN_LIMIT
+    for g in groups:
+        assert stats["max_in_any_window"][g] <= GROUP_LIMIT
+    # Parallel: the token's windows held more than one group's limit.
+    assert _max_in_window(times, TOKEN_WINDOW_S) > GROUP_LIMIT
+
+
+def test_single_profile_triggers_are_packed_and_mapped_back(
+    api: Api, relay: LocalStack, ddb: Any, group: str
+) -> None:
+    sched = schedule(3600)
+    other = schedule(7200)  # another start time: never in the same upstream batch
+    with relay_env(DISPATCH_LINGER_S="1.0"), ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: (i, api.trigger(group, [profile(i)], sched).json()), range(40)))
+        later = pool.map(lambda i: (i, api.trigger(group, [profile(i)], other).json()), range(40, 45))
+        answers += list(later)
+        for _, answer in answers:
+            api.wait(answer["execution_id"], timeout=30)
+    received = batches_for(relay, group)
+    assert all(b.status == 201 for b in received)
+    assert len(received) <= 6, [len(b.profiles) for b in received]
+    assert sum(len(b.profiles) for b in received) == 45
+    by_uuid = {b.batch_uuid: b for b in received}
+    for b in received:
+        starts = {b.schedule["start_at"]}
+        assert len(starts) == 1
+    for i, answer in answers:
+        view = api.execution(answer["execution_id"])
+        assert view["status"] == "completed"
+        [chunk] = view["chunk_details"]
+        batch = by_uuid[chunk["batch_uuid"]]
+        phone = profile(i)["person"]["phone_number"]
+        assert phone in _phones(batch)
+        wanted_start = (sched if i < 40 else other)["start_at"].replace("T", " ").rstrip("Z")
+        assert batch.schedule["start_at"] == wanted_start
+        [ref] = json.loads(chunk_items(ddb, answer["execution_id"])[0]["upstream_profiles_json"])
+        assert ref["ref"] == f"ref-{i}"
+        assert ref["uuid"]
+
+
+# -- upstream answers -------------------------------------------------------------------------------
+
+
+def test_429_is_retried_after_the_reset_and_nothing_is_lost(
+    api: Api, relay: LocalStack, ddb: Any, group: str
+) -> None:
+    reset = math.ceil(time.time()) + 2
+    relay.sandbox.fail_next(429, headers={"X-Ratelimit-Reset": str(reset), "Retry-After": "2"})
+    answer = api.trigger(group, 60, schedule(3600)).json()
+    done = api.wait(answer["execution_id"], timeout=30)
+    assert done["status"] == "completed"
+    received = batches_for(relay, group)
+    assert [b.status for b in received].count(429) == 1
+    ok = [b for b in received if b.status == 201]
+    wanted = sorted(p["person"]["phone_number"] for p in profiles(60))
+    assert sorted(p for b in ok for p in _phones(b)) == wanted
+    rejected_at = next(b.arrived_at for b in received if b.status == 429)
+    retried = [b for b in ok if b.arrived_at > rejected_at]
+    assert retried
+    assert min(b.arrived_at for b in retried) >= reset - 0.05
+    # A 429 is not an attempt against the chunk.
+    assert all(c["attempts"] == 0 for c in chunk_items(ddb, answer["execution_id"]))
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_5xx_is_retried_with_backoff(api: Api, relay: LocalStack, group: str, status: int) -> None:
+    relay.sandbox.fail_next(status, count=2)
+    answer = api.trigger(group, 1, schedule(3600)).json()
+    done = api.wait(answer["execution_id"], timeout=30)
+    assert done["status"] == "completed"
+    assert [b.status for b in batches_for(relay, group)] == [status, status, 201]
+    [chunk] = done["chunk_details"]
+    assert chunk["attempts"] == 2
+    assert chunk["batch_uuid"] == batches_for(relay, group, 201)[0].batch_uuid
+
+
+def test_5xx_until_max_attempts_dead_letters(
+    api: Api, relay: LocalStack, ddb: Any, sqs: Any, group: str
+) -> None:
+    relay.sandbox.fail_next(500, count=3, body={"message": "Server Error"})
+    answer = api.trigger(group, 1, schedule(3600)).json()
+    done = api.wait(answer["execution_id"], timeout=30)
+    assert done["status"] == "failed"
+    assert done["chunks"]["dead_lettered"] == 1
+    assert done["profiles"]["dead_lettered"] == 1
+    [chunk] = done["chunk_details"]
+    assert chunk["status"] == "dead_lettered"
+    assert chunk["attempts"] == 3
+    assert chunk["error"]["status"] == 500
+    assert "Server Error" in chunk["error"]["message"]
+    _idle(relay, sqs)
+    assert [b.status for b in batches_for(relay, group)] == [500, 500, 500]
+    [message] = dlq_messages(sqs, relay.resources.url("DispatchDeadLetterQueue"))
+    assert message["kind"] == "dead_chunk"
+    assert message["execution_id"] == answer["execution_id"]
+    assert message["seq"] == 0
+    assert message["group_id"] == group
+    assert "Server Error" in message["reason"]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (401, {"message": "Unauthenticated."}, "Unauthenticated."),
+        (404, {"message": "No query results for model [Group]."}, "No query results"),
+        (
+            422,
+            {
+                "message": "The given data was invalid.",
+                "errors": {"profiles.0.person.phone_number": ["The phone number is invalid."]},
+            },
+            "profiles.0.person.phone_number: The phone number is invalid.",
+        ),
+    ],
+)
+def test_4xx_fails_the_chunk_without_retry(
+    api: Api, relay: LocalStack, sqs: Any, group: str, status: int, body: dict[str, Any], expected: str
+) -> None:
+    relay.sandbox.fail_next(status, body=body)
+    answer = api.trigger(group, 1, schedule(3600)).json()
+    done = api.wait(answer["execution_id"], timeout=30)
+    assert done["status"] == "failed"
+    [chunk] = done["chunk_details"]
+    assert chunk["status"] == "failed"
+    assert chunk["error"]["status"] == status
+    assert expected in chunk["error"]["message"]
+    assert chunk["batch_uuid"] is None
+    _idle(relay, sqs)
+    assert [b.status for b in batches_for(relay, group)] == [status]
+
+
+def test_one_chunk_failing_makes_the_execution_partially_failed(
+    api: Api, relay: LocalStack, group: str
+) -> None:
+    relay.sandbox.fail_next(422, body={"message": "The given data was invalid."})
+    answer = api.trigger(group, 100, schedule(3600)).json()
+    done = api.wait(answer["execution_id"], timeout=30)
+    assert done["status"] == "partially_failed"
+    assert (done["chunks"]["sent"], done["chunks"]["failed"]) == (1, 1)
+    assert (done["profiles"]["sent"], done["profiles"]["failed"]) == (50, 50)
+    by_status = {c["status"]: c for c in done["chunk_details"]}
+    assert by_status["sent"]["batch_uuid"]
+    assert by_status["failed"]["error"]["status"] == 422
+
+
+def test_dropped_connection_is_ambiguous_and_not_resent(
+    api: Api, relay: LocalStack, sqs: Any, group: str
+) -> None:
+    relay.sandbox.drop_next()
+    answer = api.trigger(group, 1, schedule(3600)).json()
+    done = api.wait(answer["execution_id"], timeout=30)
+    assert done["chunks"]["ambiguous"] == 1
+    assert done["profiles"]["ambiguous"] == 1
+    assert done["status"] == "partially_failed"
+    [chunk] = done["chunk_details"]
+    assert chunk["status"] == "ambiguous"
+    assert chunk["error"]["message"]
+    _idle(relay, sqs)
+    assert [b.status for b in batches_for(relay, group)] == [0]
+
+
+def test_read_timeout_is_ambiguous_and_not_resent(api: Api, relay: LocalStack, sqs: Any, group: str) -> None:
+    relay.sandbox.delay_next(1.5)  # OPTIMIZED_READ_TIMEOUT_S is 1; the upstream still creates it
+    answer = api.trigger(group, 1, schedule(3600)).json()
+    done = api.wait(answer["execution_id"], timeout=30)
+    assert done["chunk_details"][0]["status"] == "ambiguous"
+    _idle(relay, sqs)
+    wait_for(lambda: batches_for(relay, group), timeout=5, what="the slow request recorded")
+    assert [b.status for b in batches_for(relay, group)] == [201]
+
+
+def test_ambiguous_is_resent_when_configured(api: Api, relay: LocalStack, group: str) -> None:
+    with relay_env(OPTIMIZED_RESEND_AMBIGUOUS="true"):
+        relay.sandbox.drop_next()
+        answer = api.trigger(group, 1, schedule(3600)).json()
+        done = api.wait(answer["execution_id"], timeout=30)
+    assert done["status"] == "completed"
+    assert [b.status for b in batches_for(relay, group)] == [0, 201]
+    assert done["chunk_details"][0]["attempts"] == 1
+
+
+def _wake(sqs: Any, relay: LocalStack, group: str, times: int) -> None:
+    wake = json.dumps({"kind": "wake", "destination": "optimized", "group_id": group})
+    for _ in range(times):
+        sqs.send_message(QueueUrl=relay.resources.url("DispatchQueue"), MessageBody=wake)
+
+
+def test_redelivered_wakeups_never_resend(
+    api: Api, relay: LocalStack, ddb: Any, sqs: Any, group: str
+) -> None:
+    answer = api.trigger(group, 250, schedule(3600)).json()
+    _wake(sqs, relay, group, 4)  # duplicates while it is being dispatched: concurrent dispatchers
+    done = api.wait(answer["execution_id"], timeout=40)
+    assert done["status"] == "completed"
+    _idle(relay, sqs)
+    created = batches_for(relay, group, 201)
+    assert len(created) == 5
+    _wake(sqs, relay, group, 2)  # and after everything was sent
+    _idle(relay, sqs)
+    assert len(batches_for(relay, group, 201)) == 5
+    phones = [p for b in batches_for(relay, group) if b.status == 201 for p in _phones(b)]
+    assert len(phones) == len(set(phones)) == 250
+    chunks = chunk_items(ddb, answer["execution_id"])
+    assert {c["batch_uuid"] for c in chunks} == {b.batch_uuid for b in created}
+
+
+def test_concurrent_dispatchers_of_one_group_stay_within_its_limit(
+    api: Api, relay: LocalStack, sqs: Any, group: str
+) -> None:
+    """Duplicate wake-ups run several dispatchers for one group at once: the upstream must still
+    never see more than the limit in a window (no 429)."""
+    answer = api.trigger(group, 500, schedule(3600)).json()
+    _wake(sqs, relay, group, 4)
+    api.wait(answer["execution_id"], timeout=40)
+    statuses = [(b.status, round(b.arrived_at % 100, 2)) for b in batches_for(relay, group)]
+    assert [s for s, _ in statuses] == [201] * 10, statuses
+    assert relay.sandbox.stats()["max_in_any_window"][group] <= GROUP_LIMIT
