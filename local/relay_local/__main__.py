@@ -9,6 +9,7 @@ import sys
 import threading
 from typing import Any
 
+from relay_local import sign
 from relay_local.stack import LocalStack
 
 SAMPLE_GROUP_ID = "cc6cdf44-acf4-4b39-bd17-55b70b769812"
@@ -34,6 +35,7 @@ def banner(stack: LocalStack, upstream: str) -> str:
             f"-H \"Content-Type: application/json\" -d '{body}'",
             "Then look it up with the execution_id from the answer:",
             f'  curl -s {url}/v1/executions/<execution_id> -H "Authorization: Bearer {key}"',
+            *sign.banner_lines(url),
             "",
             "Ctrl-C to stop.",
             "",
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    sign.ensure_dev_secrets()
     stack = LocalStack(template_path=template, api_port=port)
     try:
         stack.start()
