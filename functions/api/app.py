@@ -13,7 +13,7 @@ from relay.config import get_settings
 from relay.flows import executions as execution_flows
 from relay.flows.accept import IdempotencyConflict
 from relay.http import ApiError, authenticate, check_body_size, validation_error
-from routes import executions, optimized, results
+from routes import executions, optimized, optimove, results
 
 logger = Logger()
 metrics = Metrics()
@@ -26,7 +26,7 @@ app.configure_openapi(
     security_schemes={"bearer": HTTPBearer(description="An API key from RELAY_API_KEYS")},
     security=[{"bearer": []}],
 )
-for feature in (optimized, executions, results):
+for feature in (optimized, executions, results, optimove):
     app.include_router(feature.router)
 
 PUBLIC_ROUTES = {"GET /v1/health", "GET /v1/openapi.json"}

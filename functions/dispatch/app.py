@@ -28,6 +28,12 @@ def _emit(name: str, value: float) -> None:
 @tracer.capture_method
 def handle_record(record: SQSRecord) -> str:
     message = json.loads(record.body)
+    if message.get("destination") == "optimove":  # OptimoveQueue: one run per message
+        from relay.flows.optimove_send import send_one
+
+        outcome = send_one(message["execution_id"], wiring.optimove_deps(_emit))
+        logger.info("optimove send done", extra={"execution_id": message["execution_id"], "outcome": outcome})
+        return outcome
     group_id = message["group_id"]
     deps = DispatchDeps(
         table=wiring.table(),

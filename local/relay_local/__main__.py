@@ -13,6 +13,10 @@ from relay_local import sign
 from relay_local.stack import LocalStack
 
 SAMPLE_GROUP_ID = "cc6cdf44-acf4-4b39-bd17-55b70b769812"
+OPTIMOVE_SAMPLE = (
+    '{"event_generator_id":"00000000-abcd-abcd-abcd-000000000000","topic_key":"match-reminders",'
+    '"context":{"match_id":"m-1","match_name":"Arsenal vs Chelsea"}}'
+)
 
 
 def banner(stack: LocalStack, upstream: str) -> str:
@@ -33,6 +37,10 @@ def banner(stack: LocalStack, upstream: str) -> str:
             "Send a trigger:",
             f'  curl -s -X POST {url}/v1/optimized/triggers -H "Authorization: Bearer {key}" '
             f"-H \"Content-Type: application/json\" -d '{body}'",
+            'Run an Optimove campaign (add "send_at":"2030-01-01T09:00:00","timezone":"Europe/Helsinki" '
+            'to schedule it, "dedupe_key" to de-duplicate):',
+            f'  curl -s -X POST {url}/v1/optimove/triggers -H "Authorization: Bearer {key}" '
+            f"-H \"Content-Type: application/json\" -d '{OPTIMOVE_SAMPLE}'",
             "Then look it up with the execution_id from the answer:",
             f'  curl -s {url}/v1/executions/<execution_id> -H "Authorization: Bearer {key}"',
             *sign.banner_lines(url),

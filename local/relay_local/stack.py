@@ -95,6 +95,8 @@ class LocalStack:
         self.gateway: Gateway | None = None
         self.pollers: Pollers | None = None
         self.sandbox: Any = None
+        self.sandbox_optimove: Any = None
+        self.schedules: Any = None
         self.api_key: str = ""
         self._saved_env: dict[str, str | None] = {}
         self._started = False
@@ -182,6 +184,8 @@ class LocalStack:
             use_sandbox = not os.environ.get("OPTIMIZED_API_URL")
         if use_sandbox:
             self._start_sandbox()
+        if self.sandbox_mode is not False and not os.environ.get("OPTIMOVE_API_URL"):
+            self._start_sandbox_optimove()
 
         keys = [key.strip() for key in os.environ.get("RELAY_API_KEYS", "").split(",") if key.strip()]
         if keys:
@@ -197,6 +201,7 @@ class LocalStack:
             function.handler  # noqa: B018 - import now so a broken handler fails start(), not a request
         self.gateway = Gateway(http_api_routes(self.template, invokers), port=self.api_port).start()
         self.pollers = Pollers(self._make_pollers()).start()
+        self._start_schedules()
         log.info("local stack up: API %s, moto %s", self.api_url, self.moto_endpoint)
 
     def _start_sandbox(self) -> None:
@@ -209,6 +214,34 @@ class LocalStack:
         self.sandbox = SandboxOptimized(host="127.0.0.1", port=0, token=token, **limits).start()
         self._setenv("OPTIMIZED_API_URL", self.sandbox.url)
         self._setenv("OPTIMIZED_API_TOKEN", token)
+
+    def _start_sandbox_optimove(self) -> None:
+        from relay_local.sandbox_optimove import SandboxOptimove
+
+        api_key = os.environ.get("OPTIMOVE_API_KEY") or f"sandbox-{secrets.token_hex(8)}"
+        brand_key = os.environ.get("OPTIMOVE_BRAND_KEY") or f"brand-{secrets.token_hex(8)}"
+        self.sandbox_optimove = SandboxOptimove(
+            port=0,
+            api_key=api_key,
+            brand_key=brand_key,
+            rps=float(os.environ.get("OPTIMOVE_BRAND_RPS", "500")),
+            queued_s=float(os.environ.get("SANDBOX_OPTIMOVE_QUEUED_S", "1")),
+            processing_s=float(os.environ.get("SANDBOX_OPTIMOVE_PROCESSING_S", "2")),
+        ).start()
+        self._setenv("OPTIMOVE_API_URL", self.sandbox_optimove.url)
+        self._setenv("OPTIMOVE_API_KEY", api_key)
+        self._setenv("OPTIMOVE_BRAND_KEY", brand_key)
+
+    def _start_schedules(self) -> None:
+        from relay_local.schedules import ScheduleRunner, scheduled_functions
+
+        targets = [
+            (f"{fid}.{name}", self.functions[fid].invoke)
+            for fid, name in scheduled_functions(self.template)
+            if fid in self.functions
+        ]
+        every = float(os.environ.get("RELAY_LOCAL_SCHEDULE_EVERY_S", "5"))
+        self.schedules = ScheduleRunner(targets, every, self.region).start()
 
     def _make_pollers(self) -> list[SqsPoller]:
         assert self.resources is not None
@@ -236,9 +269,15 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop pollers, HTTP API, sandbox and moto; restore the environment. Safe to call twice."""
+        if getattr(self, "schedules", None) is not None:
+            self.schedules.stop()
+            self.schedules = None
         if self.pollers is not None:
             self.pollers.stop()
             self.pollers = None
+        if getattr(self, "sandbox_optimove", None) is not None:
+            self.sandbox_optimove.stop()
+            self.sandbox_optimove = None
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None

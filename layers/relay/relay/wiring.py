@@ -82,7 +82,72 @@ def results_endpoint():
     )
 
 
+@lru_cache(maxsize=1)
+def optimove_queues():
+    from relay.optimove_queues import OptimoveQueues
+
+    s = get_settings()
+    return OptimoveQueues(
+        aws.client("sqs"), s.optimove_queue_url, s.optimove_dlq_url, s.poll_queue_url, s.poll_dlq_url
+    )
+
+
+@lru_cache(maxsize=1)
+def optimove_client():
+    from relay.upstreams.optimove import OptimoveClient
+
+    s = get_settings()
+    api_key, brand_key = s.optimove_keys()
+    return OptimoveClient(
+        s.optimove_api_url,
+        api_key,
+        brand_key,
+        connect_timeout_s=s.optimove_connect_timeout_s,
+        read_timeout_s=s.optimove_read_timeout_s,
+        retry_after_default_s=s.optimove_retry_after_default_s,
+    )
+
+
+@lru_cache(maxsize=1)
+def optimove_schemas():
+    from relay.flows.optimove_schemas import SchemaRegistry
+
+    s = get_settings()
+    return SchemaRegistry(
+        table(), s.optimove_schemas, s.optimove_schema_cache_s, require=s.optimove_require_schema
+    )
+
+
+def optimove_accept_deps():  # -> OptimoveAcceptDeps
+    from relay.flows.optimove_accept import OptimoveAcceptDeps
+
+    return OptimoveAcceptDeps(
+        table=table(),
+        queues=optimove_queues(),
+        schemas=optimove_schemas(),
+        settings=get_settings(),
+        clock=system_clock,
+    )
+
+
+def optimove_deps(emit=None):  # -> OptimoveDeps (send and poll)
+    from relay.flows.optimove_send import OptimoveDeps
+
+    deps = OptimoveDeps(
+        table=table(),
+        queues=optimove_queues(),
+        client=optimove_client(),
+        settings=get_settings(),
+        sqs=aws.client("sqs"),
+    )
+    if emit is not None:
+        deps.emit = emit
+    return deps
+
+
 def reset() -> None:
     """Forget every cached dependency (tests and the local stack change settings)."""
+    for cached in (optimove_queues, optimove_client, optimove_schemas):
+        cached.cache_clear()
     for cached in (table, wake_queue, optimized_client, result_queue, webhook_verifier, results_endpoint):
         cached.cache_clear()

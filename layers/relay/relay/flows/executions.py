@@ -29,6 +29,8 @@ class NotCancellable(Exception):
 
 
 def derive_status(item: dict[str, Any]) -> str:
+    if item.get("destination") == "optimove":
+        return str(item["status"])  # one upstream call: its status is stored, not derived
     total = int(item.get("chunks_total", 0))
     sent, failed = int(item.get("chunks_sent", 0)), int(item.get("chunks_failed", 0))
     ambiguous, dead = int(item.get("chunks_ambiguous", 0)), int(item.get("chunks_dead_lettered", 0))
@@ -46,6 +48,11 @@ def derive_status(item: dict[str, Any]) -> str:
 
 
 def view(item: dict[str, Any], chunk_items: list[dict[str, Any]] | None = None) -> ExecutionView:
+    if item.get("destination") == "optimove":
+        from relay.flows.optimove_views import optimove_view
+
+        return optimove_view(item)
+
     def count(name: str) -> int:
         return int(item.get(name, 0))
 
@@ -117,6 +124,7 @@ def get_execution(table: Table, execution_id: str, *, with_chunks: bool = True) 
     item = executions.get(table, execution_id)
     if not item:
         raise NotFound(execution_id)
+    with_chunks = with_chunks and item.get("destination") != "optimove"
     return view(item, executions.chunk_summaries(table, execution_id) if with_chunks else None)
 
 
@@ -149,6 +157,14 @@ def cancel(table: Table, execution_id: str, now: float) -> ExecutionView:
     item = executions.get(table, execution_id)
     if not item:
         raise NotFound(execution_id)
+    if item.get("destination") == "optimove":
+        from relay.flows.optimove_schedule import NotCancellableOptimove
+        from relay.flows.optimove_schedule import cancel as cancel_optimove
+
+        try:
+            return view(cancel_optimove(table, item, now))
+        except NotCancellableOptimove as exc:
+            raise NotCancellable(str(exc)) from exc
     executions.mark_cancel_requested(table, execution_id, now)
     cancelled = 0
     for chunk in executions.pending_chunk_keys(table, execution_id):

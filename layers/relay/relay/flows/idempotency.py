@@ -9,7 +9,7 @@ Imported only when a request carries the header (the utility costs ~250 ms of co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -25,6 +25,8 @@ from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import P
 from relay.flows.accept import IdempotencyConflict
 from relay.models.optimized import TriggerAccepted
 
+Answer = TypeVar("Answer")
+
 
 class IdempotencyInProgress(Exception):
     """Another request with the same key is still being processed."""
@@ -39,8 +41,9 @@ def run_once(
     client: Any,
     ttl_s: int,
     lambda_context: Any,
-    accept: Callable[[], TriggerAccepted],
-) -> TriggerAccepted:
+    accept: Callable[[], Answer],
+    output_model: type = TriggerAccepted,
+) -> Answer:
     config = IdempotencyConfig(
         event_key_jmespath="key",
         payload_validation_jmespath="body_hash",
@@ -62,9 +65,9 @@ def run_once(
         data_keyword_argument="request",
         config=config,
         persistence_store=persistence,
-        output_serializer=PydanticSerializer(TriggerAccepted),
+        output_serializer=PydanticSerializer(output_model),
     )
-    def once(request: dict[str, str]) -> TriggerAccepted:
+    def once(request: dict[str, str]) -> Answer:
         return accept()
 
     try:

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from relay.models.optimized import ExecutionStatus
+from relay.models.optimove import OptimoveStatus
 from relay.models.results import ResultCounts
 
 
@@ -48,10 +49,36 @@ class ChunkView(BaseModel):
     error: ChunkError | None = None
 
 
+class Transition(BaseModel):
+    status: str
+    at: str
+    note: str | None = None
+
+
+class OptimoveDetails(BaseModel):
+    """What an Optimove execution adds: the trigger, Optimove's id and outcome."""
+
+    event_generator_id: str
+    topic_key: str
+    send_at: str | None = None
+    timezone: str | None = None
+    dedupe_key: str | None = None
+    optimove_execution_id: str | None = None
+    upstream_status: str | None = Field(None, description="Last status Optimove reported")
+    audience_size: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    upstream_http_status: int | None = None
+    attempts: int = 0
+    last_error: ChunkError | None = None
+    sent_at: str | None = None
+    last_polled_at: str | None = None
+
+
 class ExecutionView(BaseModel):
     execution_id: str
     destination: str
-    status: ExecutionStatus
+    status: ExecutionStatus | OptimoveStatus
     group_id: str | None = None
     schedule: dict[str, Any] | None = None
     profiles: ProfileCounts
@@ -64,6 +91,8 @@ class ExecutionView(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     results: ResultCounts = Field(default_factory=ResultCounts, description="Webhook results, by kind")
     chunk_details: list[ChunkView] | None = None
+    optimove: OptimoveDetails | None = None
+    transitions: list[Transition] | None = Field(None, description="Each status change, timestamped")
 
 
 class ExecutionPage(BaseModel):
