@@ -380,3 +380,18 @@ def test_a_410_disables_forwarding_but_results_are_still_stored(
     wait_for(lambda: len(listed()) == 2, what="both results stored")
     wait_for(lambda: queue_depth(_sqs(relay), relay.resources.url("ResultsQueue")) == 0, what="queue drained")
     assert len(receiver.received) == 1
+
+
+def test_a_refused_signature_is_counted_as_a_metric(
+    relay: LocalStack, results_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = b'{"id": "m1"}'
+    headers = standard_headers(OLD_SECRET, "m", int(time.time()), body)
+    answer = relay.function("WebhooksFunction").invoke(
+        build_http_event("POST", PATH, headers, body, f"POST {PATH}")
+    )
+    assert answer["statusCode"] == 401
+    emitted = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')
+    ]
+    assert any(m.get("WebhookSignatureRejected") in (1, 1.0, [1.0]) for m in emitted), emitted
