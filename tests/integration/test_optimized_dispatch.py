@@ -49,6 +49,10 @@ def _upstream_ts(value: str) -> float:
     return datetime.strptime(value, UPSTREAM_TIME).replace(tzinfo=UTC).timestamp()
 
 
+def _iso_ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 def _phones(batch: Any) -> list[str]:
     return [p["person"]["phone_number"] for p in batch.profiles]
 
@@ -71,9 +75,10 @@ def test_one_group_within_its_limit_in_order_with_shifted_starts(
     answer = api.trigger(group, people, schedule(3, calls_per_minute=30)).json()
     assert answer["chunks"] == 10
     # Estimate: 10 batches, 3 per window -> three more windows after the first.
-    estimate = datetime.fromisoformat(answer["estimated_dispatch_done_at"].replace("Z", "+00:00")).timestamp()
     windows = math.ceil(10 / GROUP_LIMIT) - 1
-    assert estimate == pytest.approx(created + windows * (GROUP_WINDOW_S + 0.02), abs=1.0)
+    accepted_at = _iso_ts(api.execution(answer["execution_id"])["created_at"])
+    estimate = _iso_ts(answer["estimated_dispatch_done_at"])
+    assert estimate == pytest.approx(accepted_at + windows * (GROUP_WINDOW_S + 0.02), abs=0.01)
     assert len(answer["warnings"]) == 1
     assert "after start_at" in answer["warnings"][0]
 
@@ -148,9 +153,16 @@ def test_groups_go_in_parallel_within_the_token_limit(api: Api, relay: LocalStac
     for answer in answers:
         assert api.wait(answer["execution_id"], timeout=40)["status"] == "completed"
     stats = relay.sandbox.stats()
-    assert stats["by_status"] == {"201": 24}
     received = [b for b in relay.sandbox.received if b.status == 201]
     times = [b.arrived_at for b in received]
+    diagnostics = {
+        "token_max": _max_in_window(times, TOKEN_WINDOW_S),
+        "group_max": stats["max_in_any_window"],
+        "429_at": [
+            (b.group_id[:8], round(b.arrived_at % 100, 2)) for b in relay.sandbox.received if b.status == 429
+        ],
+    }
+    assert stats["by_status"] == {"201": 24}, diagnostics
     assert _max_in_window(times, TOKEN_WINDOW_S) <= TOKEN_LIMIT
     for g in groups:
         assert stats["max_in_any_window"][g] <= GROUP_LIMIT
@@ -199,18 +211,13 @@ def test_429_is_retried_after_the_reset_and_nothing_is_lost(
 ) -> None:
     reset = math.ceil(time.time()) + 2
     relay.sandbox.fail_next(429, headers={"X-Ratelimit-Reset": str(reset), "Retry-After": "2"})
-    answer = api.trigger(group, 60, schedule(3600)).json()
+    answer = api.trigger(group, 50, schedule(3600)).json()
     done = api.wait(answer["execution_id"], timeout=30)
     assert done["status"] == "completed"
     received = batches_for(relay, group)
-    assert [b.status for b in received].count(429) == 1
-    ok = [b for b in received if b.status == 201]
-    wanted = sorted(p["person"]["phone_number"] for p in profiles(60))
-    assert sorted(p for b in ok for p in _phones(b)) == wanted
-    rejected_at = next(b.arrived_at for b in received if b.status == 429)
-    retried = [b for b in ok if b.arrived_at > rejected_at]
-    assert retried
-    assert min(b.arrived_at for b in retried) >= reset - 0.05
+    assert [b.status for b in received] == [429, 201]
+    assert _phones(received[1]) == [p["person"]["phone_number"] for p in profiles(50)]
+    assert received[1].arrived_at >= reset - 0.05  # not before the upstream said
     # A 429 is not an attempt against the chunk.
     assert all(c["attempts"] == 0 for c in chunk_items(ddb, answer["execution_id"]))
 
