@@ -39,7 +39,9 @@ def test_full_window_waits_for_the_oldest_relevant_hit() -> None:
 def test_old_hits_do_not_count_and_are_dropped() -> None:
     log = Log(hits=[1.0, 2.0, 10.0])
     assert log.free(RULE, 10.5) == 2
-    assert log.with_hits(RULE, 10.5, 2).hits == [10.0, 10.5, 10.5]
+    taken = log.with_hits(RULE, 10.5, 2)
+    assert taken.hits == [10.0]
+    assert taken.unsettled == [10.5, 10.5]
 
 
 def test_blocked_until_holds_everything_back() -> None:
@@ -71,7 +73,7 @@ def test_taking_every_offered_slot_never_exceeds_the_limit(seed: int) -> None:
             n = 1
         assert at >= now
         assert log.free(rule, at) >= n
-        log = log.with_hits(rule, at, n)
+        log = log.with_hits(rule, at, n).settled(at, [at] * n)
         taken += [at] * n
         now = at
     assert _max_in_any_window(taken, rule.window_s) <= rule.limit
@@ -84,3 +86,22 @@ def test_next_slot_is_tight() -> None:
     slot = log.next_slot(RULE, 0.2)
     assert slot == 2.0
     assert log.free(RULE, slot - 1e-6) == 0
+
+
+def test_an_unsettled_hit_holds_its_window_open_until_it_is_settled() -> None:
+    # Claimed at 11.0; its request may reach the upstream any time until it is answered, so a
+    # reader must not count it as having happened at 11.0 (that would free the slot at 13.0).
+    rule = Rule(limit=1, window_s=2.0)
+    log = Log().with_hits(rule, 11.0)
+    assert log.free(rule, 13.5) == 0
+    assert log.next_slot(rule, 13.5) == 15.5  # counted as "now" while unsettled
+    answered = log.settled(11.0, [11.8])
+    assert answered.unsettled == []
+    assert answered.next_slot(rule, 13.5) == 13.8  # 11.8 + 2.0: the answer time bounds the arrival
+
+
+def test_an_unsettled_hit_counts_no_later_than_its_bound() -> None:
+    rule = Rule(limit=1, window_s=2.0, unsettled_max_s=5.0)
+    log = Log().with_hits(rule, 100.0)  # its dispatcher died before settling
+    assert log.next_slot(rule, 101.0) == 103.0
+    assert log.next_slot(rule, 110.0) == 110.0  # 100 + 5 (bound) + 2 (window) has passed

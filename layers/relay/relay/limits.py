@@ -17,30 +17,41 @@ from dataclasses import dataclass, field
 class Rule:
     limit: int
     window_s: float
+    # How late after its stamp an unsettled hit can still reach the upstream (claim to answer:
+    # loading, an inline wait, the HTTP timeouts). Past that it is counted at stamp + this.
+    unsettled_max_s: float = 60.0
 
 
 @dataclass
 class Log:
-    """The recent hits of one limiter key, as stored (``version`` guards concurrent writers)."""
+    """The recent hits of one limiter key, as stored (``version`` guards concurrent writers).
+
+    ``hits`` are settled: stamped when the upstream's answer arrived, an upper bound of when it
+    counted the request. ``unsettled`` are slots claimed whose answer is not in yet; their requests
+    may reach the upstream at any moment from their stamp on, so a reader counts each as happening
+    right now (it holds its window open) until it is settled or its bound has passed. Without
+    that, a second dispatcher reading an early stamp could book the next window too soon.
+    """
 
     hits: list[float] = field(default_factory=list)
+    unsettled: list[float] = field(default_factory=list)
     blocked_until: float = 0.0
     version: int = 0
+
+    def times(self, rule: Rule, at: float) -> list[float]:
+        """Every hit as of ``at``, unsettled ones counted as late as they may still happen."""
+        pending = (min(max(u, at), u + rule.unsettled_max_s) for u in self.unsettled)
+        return sorted([*self.hits, *pending])
 
     def recent(self, rule: Rule, now: float) -> list[float]:
         # ``h + window_s > now``, not ``h > now - window_s``: the slots below are computed as
         # ``h + window_s``, and only the same float expression makes a hit leave its window at
         # exactly the slot they offer (3.8000000000000003 > 7.5 - 3.7, yet 3.8000000000000003 + 3.7 == 7.5).
-        return sorted(h for h in self.hits if h + rule.window_s > now)
+        return [h for h in self.times(rule, now) if h + rule.window_s > now]
 
     def next_slot(self, rule: Rule, now: float) -> float:
         """Earliest time >= now at which one more hit keeps every window within the limit."""
-        at = max(now, self.blocked_until)
-        recent = self.recent(rule, at)
-        if len(recent) >= rule.limit:
-            # The hit `limit` places back must leave the window before another may enter it.
-            at = max(at, recent[-rule.limit] + rule.window_s)
-        return at
+        return self.slot_for(rule, now, 1)
 
     def slot_for(self, rule: Rule, now: float, count: int) -> float:
         """Earliest time >= now at which ``count`` hits may be taken at once."""
@@ -48,6 +59,7 @@ class Log:
         recent = self.recent(rule, at)
         keep = rule.limit - min(count, rule.limit)  # hits that may stay in the window
         if len(recent) > keep:
+            # The hit that must leave the window before the last of ours may enter it.
             at = max(at, recent[len(recent) - keep - 1] + rule.window_s)
         return at
 
@@ -58,8 +70,24 @@ class Log:
         return max(0, rule.limit - len(self.recent(rule, now)))
 
     def with_hits(self, rule: Rule, now: float, count: int = 1) -> Log:
+        """This log with ``count`` unsettled hits stamped ``now`` (and expired entries dropped)."""
+        horizon = now - rule.window_s - rule.unsettled_max_s
         return Log(
-            hits=[*self.recent(rule, now), *([now] * count)],
+            hits=[h for h in self.hits if h + rule.window_s > now],
+            unsettled=[*(u for u in self.unsettled if u > horizon), *([now] * count)],
+            blocked_until=self.blocked_until,
+            version=self.version,
+        )
+
+    def settled(self, stamp: float, answered_at: list[float]) -> Log:
+        """One unsettled hit stamped ``stamp`` per answer moves to its answer time."""
+        unsettled = list(self.unsettled)
+        for _ in answered_at:
+            if stamp in unsettled:
+                unsettled.remove(stamp)
+        return Log(
+            hits=sorted([*self.hits, *answered_at]),
+            unsettled=unsettled,
             blocked_until=self.blocked_until,
             version=self.version,
         )

@@ -44,6 +44,8 @@ PENDING_PAGE = 60
 # A GSI may lag its table by a moment: do not declare a group idle right after new work.
 GSI_SETTLE_S = 2.0
 LIMITER_TTL_S = 86_400
+# How often to re-read a limiter log while another dispatcher's sends in the window are unsettled.
+UNSETTLED_POLL_S = 0.1
 
 Emit = Callable[[str, float], None]
 
@@ -65,8 +67,12 @@ class GroupDispatcher:
         self.deps = deps
         s = deps.settings
         margin = s.optimized_window_margin_s
-        self.group_rule = Rule(s.optimized_group_limit, s.optimized_group_window_s + margin)
-        self.token_rule = Rule(s.optimized_token_limit, s.optimized_token_window_s + margin)
+        # Claim to answer: loading, an inline wait, then at most the HTTP timeouts.
+        unsettled_max = (
+            s.dispatch_max_inline_wait_s + s.optimized_connect_timeout_s + s.optimized_read_timeout_s + 5.0
+        )
+        self.group_rule = Rule(s.optimized_group_limit, s.optimized_group_window_s + margin, unsettled_max)
+        self.token_rule = Rule(s.optimized_token_limit, s.optimized_token_window_s + margin, unsettled_max)
         self.group_log = f"optimized-group#{group_id}"
         self.token_log = f"optimized-token#{keys.token_fingerprint(s.optimized_token())}"
 
@@ -126,6 +132,11 @@ class GroupDispatcher:
                 return f"waiting {at - now:.1f}s for a slot"
             free = min(group_log.free(self.group_rule, at), token_log.free(self.token_rule, at))
             batches = self._form_batches(chunks, free, more_beyond, now)
+            if not batches:
+                # Another dispatcher's unsettled sends hold the window: let them settle first.
+                d.sleep(UNSETTLED_POLL_S)
+                logs = None
+                continue
             # Claimed now, stamped at the slot, sent when it opens: the claim is off the clock.
             taken = {
                 self.group_log: group_log.with_hits(self.group_rule, at, len(batches)),

@@ -17,7 +17,12 @@ def read_logs(table: Table, names: list[str]) -> dict[str, Log]:
     for name in names:
         item = found.get(keys.limiter(name)["pk"])
         logs[name] = (
-            Log(hits=item.get("hits", []), blocked_until=item.get("blocked_until", 0.0), version=item["v"])
+            Log(
+                hits=item.get("hits", []),
+                unsettled=item.get("unsettled", []),
+                blocked_until=item.get("blocked_until", 0.0),
+                version=item["v"],
+            )
             if item
             else Log()
         )
@@ -29,10 +34,16 @@ def write_log_operation(name: str, log: Log, *, expires_at: int) -> dict[str, An
     return {
         "Update": {
             "Key": codec.dump(keys.limiter(name)),
-            "UpdateExpression": "SET hits = :hits, blocked_until = :blocked, v = :next, expires_at = :exp",
+            "UpdateExpression": "SET hits = :hits, unsettled = :unsettled, blocked_until = :blocked, "
+            "v = :next, expires_at = :exp",
             "ConditionExpression": "attribute_not_exists(pk) OR v = :v" if log.version == 0 else "v = :v",
             "ExpressionAttributeValues": codec.values(
-                hits=log.hits, blocked=log.blocked_until, next=log.version + 1, v=log.version, exp=expires_at
+                hits=log.hits,
+                unsettled=log.unsettled,
+                blocked=log.blocked_until,
+                next=log.version + 1,
+                v=log.version,
+                exp=expires_at,
             ),
         }
     }
@@ -52,19 +63,13 @@ def block(table: Table, name: str, until: float, *, expires_at: int) -> None:
 def settle(
     table: Table, names: list[str], provisional: float, actual: list[float], *, expires_at: int
 ) -> dict[str, Log]:
-    """Move one hit stamped ``provisional`` (when the slots were claimed) per entry of ``actual``
-    to that time (when the upstream had answered that request). An answer time is an upper bound
-    of when the upstream counted the request, so windows measured from it can never open early on
-    the upstream's side, whatever the network latency was. Returns the logs as written."""
+    """Settle the hits claimed at ``provisional``: one per entry of ``actual``, moved to that time
+    (when the upstream had answered that request). An answer time is an upper bound of when the
+    upstream counted the request, so windows measured from it can never open early on the
+    upstream's side, whatever the network latency was. Returns the logs as written."""
     while True:
         logs = read_logs(table, names)
-        settled = {}
-        for name, log in logs.items():
-            hits = list(log.hits)
-            for _ in actual:
-                if provisional in hits:
-                    hits.remove(provisional)
-            settled[name] = replace(log, hits=sorted([*hits, *actual]))
+        settled = {name: log.settled(provisional, actual) for name, log in logs.items()}
         try:
             table.transact([write_log_operation(n, log, expires_at=expires_at) for n, log in settled.items()])
         except TransactionCancelled:
