@@ -116,6 +116,9 @@ def view(item: dict[str, Any], chunk_items: list[dict[str, Any]] | None = None) 
 
 
 def _last_error(chunk: dict[str, Any]) -> ChunkError | None:
+    """A waiting chunk shows why its last attempt failed; a finished one shows only its own error."""
+    if chunk.get("status") not in ("pending", "sending"):
+        return None
     last = chunk.get("last_error")
     return ChunkError(**last) if last else None
 
