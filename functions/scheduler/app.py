@@ -24,7 +24,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     released = release_due(
         wiring.table(), wiring.optimove_queues(), time.time(), get_settings().optimove_scheduler_lookahead_s
     )
-    metrics.add_metric(name="OptimoveTriggersReleased", unit=MetricUnit.Count, value=released)
     if released:
+        metrics.add_metric(name="OptimoveTriggersReleased", unit=MetricUnit.Count, value=released)
         logger.info("released scheduled triggers", extra={"released": released})
     return {"released": released}
