@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from relay_local import aws
+from relay_local import aws, powertools_patches
 from relay_local.gateway import Gateway, http_api_routes
 from relay_local.lambdas import LocalFunction, functions_from_template
 from relay_local.pollers import Pollers, SqsPoller, sqs_mappings
@@ -171,6 +171,7 @@ class LocalStack:
         self.resources = aws.reset(self.moto_endpoint, self.template, self.region)
 
         # 2. The functions' environment from the template, then the caller's overrides.
+        powertools_patches.apply()
         self.functions = functions_from_template(self.template, self.template_path.parent, self.region)
         for function_id in self.functions:
             for key, value in aws.function_environment(self.template, self.resources, function_id).items():
