@@ -65,6 +65,7 @@ class _Fault:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     route: str = "run"  # run | status
+    generator_id: str | None = None  # only requests for this generator (runs only)
 
 
 def _iso(ts: float) -> str:
@@ -112,11 +113,19 @@ class SandboxOptimove:
         return f"http://{self.host}:{self._server.server_address[1]}"
 
     def fail_next(
-        self, status: int, count: int = 1, *, headers: dict[str, str] | None = None, route: str = "run"
+        self,
+        status: int,
+        count: int = 1,
+        *,
+        headers: dict[str, str] | None = None,
+        route: str = "run",
+        generator_id: str | None = None,
     ) -> None:
+        """The next ``count`` matching requests answer ``status`` (for one generator's runs only
+        when ``generator_id`` is given, so stray requests of other work cannot use them up)."""
         with self._lock:
             for _ in range(count):
-                self._faults.append(_Fault(status, dict(headers or {}), route))
+                self._faults.append(_Fault(status, dict(headers or {}), route, generator_id))
 
     def accepted_runs(self) -> list[ReceivedRun]:
         with self._lock:
@@ -151,11 +160,18 @@ class SandboxOptimove:
             return 403
         return None
 
-    def _take(self, now: float, route: str) -> tuple[_Fault | None, bool]:
+    def _take(self, now: float, route: str, generator_id: str | None) -> tuple[_Fault | None, bool]:
         """(injected fault, within the limit) for one request, under the lock."""
-        fault = None
-        if self._faults and self._faults[0].route == route:
-            fault = self._faults.popleft()
+        fault = next(
+            (
+                f
+                for f in self._faults
+                if f.route == route and (f.generator_id is None or f.generator_id == generator_id)
+            ),
+            None,
+        )
+        if fault is not None:
+            self._faults.remove(fault)
         while self._recent and now - self._recent[0] >= 1.0:
             self._recent.popleft()
         if len(self._recent) >= self.rps:
@@ -196,7 +212,7 @@ class SandboxOptimove:
             return 404, {}, {"message": "Not Found"}
         denied = self._auth(headers)
         with self._lock:
-            fault, allowed = self._take(now, "run" if run else "status")
+            fault, allowed = self._take(now, "run" if run else "status", run.group(1) if run else None)
             if not allowed:
                 return 429, {"Retry-After": str(self.retry_after_s)}, {"message": FAULT_MESSAGES[429]}
             if status_match:

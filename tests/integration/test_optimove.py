@@ -146,17 +146,18 @@ def test_500_is_retried_with_backoff_then_dead_lettered(
     api: Api, ov: Any, sqs: Any, relay: LocalStack
 ) -> None:
     with relay_env(OPTIMOVE_MAX_ATTEMPTS="3"):
-        ov.fail_next(500, count=1)
-        recovered = trigger(api).json()
+        first, second = gen(), gen()
+        ov.fail_next(500, count=1, generator_id=first)
+        recovered = trigger(api, first).json()
         assert wait(api, recovered["execution_id"], terminal)["status"] == "published"
-        ov.reset()
-        ov.fail_next(500, count=3)
-        answer = trigger(api).json()
+        ov.fail_next(500, count=3, generator_id=second)
+        answer = trigger(api, second).json()
         view = wait(api, answer["execution_id"], terminal)
     assert view["status"] == "dead_lettered", view
     assert view["optimove"]["attempts"] == 3
     assert view["optimove"]["error_code"] == "http_500"
-    assert [r.status for r in ov.runs] == [500, 500, 500]
+    assert [r.status for r in ov.runs if r.generator_id == first] == [500, 202]
+    assert [r.status for r in ov.runs if r.generator_id == second] == [500, 500, 500]
     dlq = relay.resources["OptimoveDeadLetterQueue"].url
     messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
     assert [json.loads(m["Body"])["execution_id"] for m in messages] == [answer["execution_id"]]
