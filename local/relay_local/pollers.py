@@ -12,7 +12,8 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,7 @@ class PollerStats:
     received: int = 0
     deleted: int = 0
     failed: int = 0
+    in_flight: int = 0  # batches received and not yet finished (handler running or deleting)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -160,6 +162,7 @@ class SqsPoller:
         self.wait_time_s = wait_time_s
         self.stats = PollerStats()
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> SqsPoller:
@@ -181,6 +184,9 @@ class SqsPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._paused.is_set():
+                self._stop.wait(0.05)
+                continue
             try:
                 self.poll_once()
             except (ClientError, BotoCoreError) as exc:
@@ -204,20 +210,23 @@ class SqsPoller:
         messages = response.get("Messages") or []
         if not messages:
             return 0
-        self.stats.add(received=len(messages))
-        records = [build_sqs_record(message, self.queue_arn, self.region) for message in messages]
-        self.stats.add(invocations=1)
+        self.stats.add(received=len(messages), in_flight=1)
         try:
-            result = self.invoke({"Records": records})
-        except Exception:
-            self.stats.add(errors=1, failed=len(messages))
-            log.exception("%s: handler raised; %d message(s) left for retry", self.name, len(messages))
+            records = [build_sqs_record(message, self.queue_arn, self.region) for message in messages]
+            self.stats.add(invocations=1)
+            try:
+                result = self.invoke({"Records": records})
+            except Exception:
+                self.stats.add(errors=1, failed=len(messages))
+                log.exception("%s: handler raised; %d message(s) left for retry", self.name, len(messages))
+                return len(messages)
+            failed_ids = self._failed_ids(result, records)
+            done = [record for record in records if record["messageId"] not in failed_ids]
+            self.stats.add(failed=len(records) - len(done))
+            self._delete(done)
             return len(messages)
-        failed_ids = self._failed_ids(result, records)
-        done = [record for record in records if record["messageId"] not in failed_ids]
-        self.stats.add(failed=len(records) - len(done))
-        self._delete(done)
-        return len(messages)
+        finally:
+            self.stats.add(in_flight=-1)
 
     def _failed_ids(self, result: Any, records: list[dict[str, Any]]) -> set[str]:
         if not self.report_batch_item_failures or not result:
@@ -271,6 +280,24 @@ class Pollers:
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {poller.name: poller.stats.as_dict() for poller in self.pollers}
+
+    def in_flight(self) -> int:
+        """Invocations running right now, across every mapping."""
+        return sum(poller.stats.in_flight for poller in self.pollers)
+
+    @contextmanager
+    def paused(self, timeout: float = 15.0) -> Iterator[None]:
+        """No new receives; waits (up to ``timeout``) for running invocations to finish first."""
+        for poller in self.pollers:
+            poller._paused.set()
+        try:
+            deadline = time.monotonic() + timeout
+            while self.in_flight() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            yield
+        finally:
+            for poller in self.pollers:
+                poller._paused.clear()
 
     def totals(self) -> dict[str, int]:
         total: dict[str, int] = {}

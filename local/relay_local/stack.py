@@ -300,7 +300,16 @@ class LocalStack:
                 _active = None
 
     def reset_aws(self) -> aws.LocalResources:
-        """Wipe moto and re-create the template's resources (same names and URLs)."""
+        """Wipe moto and re-create the template's resources (same names and URLs).
+
+        Pollers are paused and running invocations finish first, so no work of before the reset
+        lands in the fresh tables and queues."""
+        if self.pollers is not None:
+            with self.pollers.paused():
+                return self._reset_aws()
+        return self._reset_aws()
+
+    def _reset_aws(self) -> aws.LocalResources:
         resources = aws.reset(self.moto_endpoint, self.template, self.region)
         assert resources is not None
         self.resources = resources

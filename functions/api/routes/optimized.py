@@ -14,6 +14,7 @@ from relay.flows.accept import accept_optimized, body_hash, execution_id_for
 from relay.models.optimized import OptimizedTrigger, TriggerAccepted
 
 from routes.errors import ERRORS
+from routes.keyed import accept_once
 
 router = Router()
 logger = Logger(child=True)
@@ -40,21 +41,16 @@ def post_optimized_trigger(
             trigger, execution_id=execution_id, request_hash=request_hash, caller=caller, deps=deps
         )
 
-    if idempotency_key:
-        from relay.flows.idempotency import run_once  # lazy: costs ~250 ms of cold start
-
-        accepted = run_once(
-            scope=f"optimized-triggers#{caller}",
-            key=idempotency_key,
-            request_hash=request_hash,
-            table_name=deps.settings.relay_table_name,
-            client=deps.table.client,
-            ttl_s=deps.settings.idempotency_ttl_s,
-            lambda_context=router.lambda_context,
-            accept=accept,
-        )
-    else:
-        accepted = accept()
+    accepted = accept_once(
+        scope=f"optimized-triggers#{caller}",
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        settings=deps.settings,
+        table=deps.table,
+        lambda_context=router.lambda_context,
+        output_model=TriggerAccepted,
+        accept=accept,
+    )
     metrics.add_metric(name="TriggersAccepted", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ProfilesAccepted", unit=MetricUnit.Count, value=accepted.profiles)
     logger.info(

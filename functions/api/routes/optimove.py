@@ -28,6 +28,7 @@ from relay.models.optimove import (
 )
 
 from routes.errors import ERRORS
+from routes.keyed import accept_once
 
 router = Router()
 logger = Logger(child=True)
@@ -68,22 +69,16 @@ def post_optimove_trigger(
                 [ErrorDetail(field="event_generator_id", message="no schema registered")],
             ) from missing
 
-    if idempotency_key:
-        from relay.flows.idempotency import run_once  # lazy: costs ~250 ms of cold start
-
-        accepted = run_once(
-            scope=f"optimove-triggers#{caller}",
-            key=idempotency_key,
-            request_hash=request_hash,
-            table_name=deps.settings.relay_table_name,
-            client=deps.table.client,
-            ttl_s=deps.settings.idempotency_ttl_s,
-            lambda_context=router.lambda_context,
-            accept=accept,
-            output_model=OptimoveTriggerAccepted,
-        )
-    else:
-        accepted = accept()
+    accepted = accept_once(
+        scope=f"optimove-triggers#{caller}",
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        settings=deps.settings,
+        table=deps.table,
+        lambda_context=router.lambda_context,
+        output_model=OptimoveTriggerAccepted,
+        accept=accept,
+    )
     metrics.add_metric(
         name="OptimoveDuplicates" if accepted.duplicate else "OptimoveTriggersAccepted",
         unit=MetricUnit.Count,

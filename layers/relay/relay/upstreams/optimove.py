@@ -1,6 +1,6 @@
 """Optimove API-triggered campaigns client: run an event generator, read an execution's status.
 
-One call, one typed outcome, never an exception for HTTP trouble (like ``upstreams.optimized``).
+One call, one typed outcome (see ``upstreams.outcomes``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import httpx
 from pydantic import ValidationError
 
 from relay.models.optimove import ExecutionStatusReport, RunAccepted, RunRequest
-from relay.upstreams.optimized import retry_at, upstream_message
+from relay.upstreams.outcomes import Ambiguous, RateLimited, Rejected, Unavailable, failure, send
 
 
 @dataclass(frozen=True)
@@ -23,34 +23,6 @@ class Accepted:
 @dataclass(frozen=True)
 class Status:
     report: ExecutionStatusReport
-
-
-@dataclass(frozen=True)
-class RateLimited:
-    retry_at: float
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """Refused for good: 400, 401, 403, 404, 422 (and any other 4xx)."""
-
-    status: int
-    message: str
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """Worth retrying: 5xx, or the request never left."""
-
-    status: int | None
-    message: str
-
-
-@dataclass(frozen=True)
-class Ambiguous:
-    """The request may have been processed (timeout after sending, unreadable 2xx)."""
-
-    message: str
 
 
 RunOutcome = Accepted | RateLimited | Rejected | Unavailable | Ambiguous
@@ -87,16 +59,13 @@ class OptimoveClient:
         self._http.close()
 
     def run(self, event_generator_id: str, request: RunRequest) -> RunOutcome:
-        try:
-            response = self._http.post(
+        response = send(
+            lambda: self._http.post(
                 f"/event-generators/{event_generator_id}/run", json=request.model_dump(mode="json")
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            return Unavailable(None, f"not sent: {type(exc).__name__}: {exc}")
-        except (httpx.WriteError, httpx.WriteTimeout) as exc:
-            return Unavailable(None, f"not sent: {type(exc).__name__}: {exc}")
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            return Ambiguous(f"sent, no answer: {type(exc).__name__}: {exc}")
+        )
+        if not isinstance(response, httpx.Response):
+            return response
         status = response.status_code
         if status in (200, 201, 202):
             try:
@@ -119,11 +88,17 @@ class OptimoveClient:
         return self._failure(response)
 
     def _failure(self, response: httpx.Response) -> RateLimited | Rejected | Unavailable:
-        status = response.status_code
-        if status == 429:
-            now = time.time()
-            return RateLimited(retry_at(response.headers, now, default_s=self.retry_after_default_s))
-        message = upstream_message(response)
-        if status >= 500:
-            return Unavailable(status, message)
-        return Rejected(status, message)
+        return failure(response, now=time.time(), default_retry_s=self.retry_after_default_s)
+
+
+__all__ = [
+    "Accepted",
+    "Ambiguous",
+    "OptimoveClient",
+    "RateLimited",
+    "Rejected",
+    "RunOutcome",
+    "Status",
+    "StatusOutcome",
+    "Unavailable",
+]
