@@ -6,7 +6,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 from uuid import UUID
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -19,6 +18,7 @@ from pydantic import (
 )
 
 from relay.models.common import EmailAddress, PhoneNumber
+from relay.models.timeutil import IanaZone, to_utc
 
 # Group ids are UUIDs in Optimized.app's admin ("Organization Settings -> Integration").
 GroupId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")]
@@ -57,24 +57,13 @@ class Profile(BaseModel):
 
 class Schedule(BaseModel):
     campaign_uuid: UUID
-    timezone: str | None = Field(None, description="IANA time zone for a start_at without offset")
+    timezone: IanaZone | None = Field(None, description="IANA time zone for a start_at without offset")
     start_at: datetime | None = Field(
         None,
         description="ISO 8601. With an offset it is exact; without one it is local time in `timezone` "
         "(UTC when no timezone). Omitted: as soon as the chunk is sent.",
     )
     calls_per_minute: int | None = Field(None, ge=1, le=60)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
-        return value
 
     @field_validator("start_at")
     @classmethod
@@ -85,23 +74,6 @@ class Schedule(BaseModel):
         if utc.timestamp() < time.time() - START_AT_SKEW_S:
             raise ValueError("start_at is in the past")
         return utc
-
-
-def to_utc(value: datetime, timezone: str | None) -> datetime:
-    """A wall-clock time in an IANA zone to UTC, refusing times a DST change skips or repeats."""
-    if value.tzinfo is not None:
-        return value.astimezone(UTC)
-    if timezone is None:
-        return value.replace(tzinfo=UTC)
-    zone = ZoneInfo(timezone)
-    early, late = value.replace(tzinfo=zone, fold=0), value.replace(tzinfo=zone, fold=1)
-    if early.utcoffset() != late.utcoffset():
-        # Either the time happens twice (fall back) or not at all (spring forward).
-        round_trip = early.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
-        if round_trip != value:
-            raise ValueError(f"start_at {value} does not exist in {timezone} (DST gap); give an offset")
-        raise ValueError(f"start_at {value} is ambiguous in {timezone} (DST fold); give an offset")
-    return early.astimezone(UTC)
 
 
 class OptimizedTrigger(BaseModel):
