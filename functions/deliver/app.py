@@ -34,6 +34,7 @@ def handle_record(record: SQSRecord) -> str:
         settings=get_settings(),
         endpoint=wiring.results_endpoint(),
         emit=_emit,
+        links=wiring.links_table(),
     )
     outcome = handle_message(json.loads(record.body), deps)
     logger.debug("result handled", extra={"outcome": outcome})

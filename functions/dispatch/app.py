@@ -41,6 +41,7 @@ def handle_record(record: SQSRecord) -> str:
         client=wiring.optimized_client(),
         settings=get_settings(),
         emit=_emit,
+        links=wiring.links_table(),
     )
     outcome = GroupDispatcher(group_id, deps).run(_context.get_remaining_time_in_millis)
     logger.info("dispatcher done", extra={"group_id": group_id, "outcome": outcome})

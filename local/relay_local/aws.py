@@ -7,6 +7,8 @@ queue timeouts, FIFO settings and redrive policies.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import threading
@@ -50,23 +52,53 @@ _QUEUE_ATTRIBUTES = (
 
 
 class DynamoDBLock:
-    """WSGI middleware: one DynamoDB request at a time.
+    """WSGI middleware: one DynamoDB request at a time per table.
 
     moto's DynamoDB backend is not thread-safe: a query iterating a table while a transaction
     writes to it fails with "dictionary changed size during iteration". Real DynamoDB has no such
-    problem, so the emulator is serialised here; SQS (with its long polls) stays concurrent.
+    problem, so the emulator is serialised here - per table, so that traffic on one table never
+    waits for another; a request naming several tables takes their locks in order. SQS (with its
+    long polls) stays concurrent.
     """
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.lock = threading.Lock()
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def _lock(self, table: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(table, threading.Lock())
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
-            with self.lock:
-                # Materialise the body inside the lock: werkzeug may iterate it lazily.
-                return list(self.app(environ, start_response))
-        return self.app(environ, start_response)
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return self.app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        locks = [self._lock(name) for name in sorted(_table_names(body))] or [self._lock("")]
+        with contextlib.ExitStack() as held:
+            for lock in locks:
+                held.enter_context(lock)
+            # Materialise the body inside the locks: werkzeug may iterate it lazily.
+            return list(self.app(environ, start_response))
+
+
+def _table_names(body: bytes) -> set[str]:
+    """Every table a DynamoDB request touches (an unreadable body locks nothing but itself)."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return set()
+    names = set()
+    if isinstance(request.get("TableName"), str):
+        names.add(request["TableName"])
+    names.update(request.get("RequestItems") or {})
+    for item in request.get("TransactItems") or []:
+        for operation in item.values():
+            if isinstance(operation, dict) and isinstance(operation.get("TableName"), str):
+                names.add(operation["TableName"])
+    return names
 
 
 def start_moto(port: int = 0, *, in_process: bool = False) -> tuple[Any, str]:

@@ -137,7 +137,7 @@ def completed_execution(api: Api, ddb: Any, group: str, n: int = 2) -> tuple[str
     # Links are written just after the chunk is finished: wait for the last one.
     wait_for(
         lambda: ddb.get_item(
-            TableName="RelayTable", Key={"pk": {"S": f"LINK#profile#{sent[-1]['uuid']}"}, "sk": {"S": "LINK"}}
+            TableName="LinksTable", Key={"pk": {"S": f"LINK#profile#{sent[-1]['uuid']}"}, "sk": {"S": "LINK"}}
         ).get("Item"),
         what="result links",
     )

@@ -135,6 +135,13 @@ class Settings(BaseSettings):
 
     # --- Resources (set by the template / the local stack) -------------------------------
     relay_table_name: str = "RelayTable"
+    # Upstream profile/batch ids -> execution, chunk, profile: written at 2 items per profile sent,
+    # read when a result arrives. A table of its own keeps that volume away from the main table.
+    relay_links_table_name: str = "LinksTable"
+    # Two link items per profile sent let a result that names only a profile uuid/external_id find
+    # its execution. Off: only one per batch (results must then carry the batch uuid), which saves
+    # those writes where webhooks are not used or always name the batch.
+    results_link_profiles: bool = True
     dispatch_queue_url: str = ""
     dispatch_dlq_url: str = ""
     optimove_queue_url: str = ""

@@ -17,6 +17,11 @@ def table() -> Table:
 
 
 @lru_cache(maxsize=1)
+def links_table() -> Table:
+    return Table(aws.client("dynamodb"), get_settings().relay_links_table_name)
+
+
+@lru_cache(maxsize=1)
 def wake_queue() -> WakeQueue:
     s = get_settings()
     return WakeQueue(aws.client("sqs"), s.dispatch_queue_url, s.dispatch_dlq_url)
@@ -149,5 +154,13 @@ def reset() -> None:
     """Forget every cached dependency (tests and the local stack change settings)."""
     for cached in (optimove_queues, optimove_client, optimove_schemas):
         cached.cache_clear()
-    for cached in (table, wake_queue, optimized_client, result_queue, webhook_verifier, results_endpoint):
+    for cached in (
+        table,
+        links_table,
+        wake_queue,
+        optimized_client,
+        result_queue,
+        webhook_verifier,
+        results_endpoint,
+    ):
         cached.cache_clear()

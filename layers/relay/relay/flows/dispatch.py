@@ -59,6 +59,7 @@ class DispatchDeps:
     clock: Clock = time.time
     sleep: Callable[[float], None] = time.sleep
     emit: Emit = lambda name, value: None
+    links: Table | None = None  # where result links go (LinksTable); None: the main table
 
 
 class GroupDispatcher:
@@ -278,7 +279,13 @@ class GroupDispatcher:
                 logger.error("batch outcome ambiguous, not re-sent", extra={**log, "error": outcome.message})
         if finished:
             store.finish(d.table, finished, done)
-            links.record_sent(d.table, finished, done, ttl_days=d.settings.execution_ttl_days)
+            links.record_sent(
+                d.links or d.table,
+                finished,
+                done,
+                ttl_days=d.settings.execution_ttl_days,
+                profiles=d.settings.results_link_profiles,
+            )
         return limiter_moved, [answered for _, answered in answers]
 
     def _retry_later(

@@ -82,6 +82,7 @@ class DeliverDeps:
     endpoint: ResultsEndpoint | None  # None: forwarding is off
     clock: Clock = time.time
     emit: Emit = lambda name, value: None
+    links: Table | None = None  # LinksTable; None: the main table
 
 
 def handle_message(message: dict[str, Any], deps: DeliverDeps) -> str:
@@ -102,7 +103,7 @@ def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any]:
     """Link the event to its execution and store it with its counter (idempotent)."""
     event, received_at = message["event"], message["received_at"]
     link = links.find(
-        deps.table,
+        deps.links or deps.table,
         profile_uuid=event.get("profile_uuid"),
         external_id=event.get("external_id"),
         batch_uuid=event.get("batch_uuid"),

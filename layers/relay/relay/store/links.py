@@ -32,17 +32,21 @@ def batch_key(batch_uuid: str) -> dict[str, str]:
     return {"pk": f"LINK#batch#{batch_uuid}", "sk": SK}
 
 
-def record_sent(table: Table, results: Sequence[ChunkResult], now: float, *, ttl_days: int = 90) -> None:
+def record_sent(
+    table: Table, results: Sequence[ChunkResult], now: float, *, ttl_days: int = 90, profiles: bool = True
+) -> None:
     """Link every profile of the sent chunks. Never raises: a result that finds no link is kept
     as unmatched, whereas an exception here would disturb a dispatch that already succeeded."""
     try:
-        items = link_items(results, int(now + ttl_days * 86_400))
+        items = link_items(results, int(now + ttl_days * 86_400), profiles=profiles)
         table.batch_put(items)
     except Exception:
         logger.exception("could not record result links; results for these chunks will be unmatched")
 
 
-def link_items(results: Sequence[ChunkResult], expires_at: int) -> list[dict[str, Any]]:
+def link_items(
+    results: Sequence[ChunkResult], expires_at: int, *, profiles: bool = True
+) -> list[dict[str, Any]]:
     items: dict[str, dict[str, Any]] = {}
     batches: dict[str, set[str]] = {}
     for result in results:
@@ -53,7 +57,7 @@ def link_items(results: Sequence[ChunkResult], expires_at: int) -> list[dict[str
         execution_id, seq = result.chunk.execution_id, result.chunk.seq
         if batch_uuid:
             batches.setdefault(batch_uuid, set()).add(execution_id)
-        for profile in json.loads(fields.get("upstream_profiles_json") or "[]"):
+        for profile in json.loads(fields.get("upstream_profiles_json") or "[]") if profiles else []:
             link = {
                 "execution_id": execution_id,
                 "chunk_seq": seq,
