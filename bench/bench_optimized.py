@@ -2,8 +2,9 @@
 
 Run A: 8 groups x 1,000 profiles (one trigger each), once without and once with the per-profile
 result links (two extra DynamoDB writes per profile sent; at this 10x-compressed window that is
-~1,300 writes/s, more than the moto emulator sustains, so the second line measures moto). Run B: 2,000 single-profile triggers for one
-group from 8 client threads. Run C: time to accept one 10,000-profile trigger.
+~1,300 writes/s, more than the moto emulator sustains, so the second line measures moto).
+Run B: 2,000 single-profile triggers for one group from 8 client threads.
+Run C: time to accept one 10,000-profile trigger.
 
 How "achieved profiles per group-window" is measured: a group's sends (as the sandbox saw them
 arrive) span (last - first) seconds; a perfect dispatcher sending N batches at L per W spans
