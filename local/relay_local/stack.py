@@ -274,7 +274,9 @@ class LocalStack:
             self.schedules.stop()
             self.schedules = None
         if self.pollers is not None:
-            self.pollers.stop()
+            # Let running invocations finish (a dispatcher may be in a short slot wait), so none
+            # is left talking to a moto that is gone.
+            self.pollers.stop(timeout=10.0)
             self.pollers = None
         if getattr(self, "sandbox_optimove", None) is not None:
             self.sandbox_optimove.stop()
