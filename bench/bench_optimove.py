@@ -30,7 +30,7 @@ def main() -> None:
         "OPTIMOVE_MAX_INLINE_WAIT_S": "1",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
-    with quiet_stack(env, poller_workers=16) as stack:
+    with quiet_stack(env, poller_workers=4) as stack:
         from relay import wiring
         from relay.flows.optimove_accept import accept_optimove
         from relay.models.optimove import OptimoveTrigger
@@ -38,15 +38,19 @@ def main() -> None:
         sandbox = stack.sandbox_optimove
         deps = wiring.optimove_accept_deps()
         started = time.monotonic()
-        for i in range(TRIGGERS):
-            trigger = OptimoveTrigger(
-                event_generator_id=GENERATORS[i % 2], topic_key="bench", context={"n": i}
-            )
-            accept_optimove(
-                trigger, execution_id=f"bench-{i}", request_hash=str(i), caller="bench", deps=deps
-            )
+        # The burst is in the queue before the dispatchers start, as if it had arrived at once:
+        # in one emulated process, accepting alongside dispatching would measure the emulator.
+        with stack.pollers.paused():
+            for i in range(TRIGGERS):
+                trigger = OptimoveTrigger(
+                    event_generator_id=GENERATORS[i % 2], topic_key="bench", context={"n": i}
+                )
+                accept_optimove(
+                    trigger, execution_id=f"bench-{i}", request_hash=str(i), caller="bench", deps=deps
+                )
         accepted_s = time.monotonic() - started
-        wait_until(lambda: len(sandbox.accepted_runs()) >= TRIGGERS, timeout_s=TRIGGERS / RPS * 3 + 60)
+        # Generous: the moto emulator, not the limiter, sets the pace here (a few runs a second).
+        wait_until(lambda: len(sandbox.accepted_runs()) >= TRIGGERS, timeout_s=TRIGGERS / 2 + 60)
         time.sleep(2)  # anything late (a duplicate) would show up now
         runs = sandbox.accepted_runs()
         arrivals = sorted(r.arrived_at for r in runs)
@@ -61,7 +65,7 @@ def main() -> None:
         print(f"  achieved runs/s              {achieved:.1f}  (ratio to limit {achieved / RPS:.2f})")
         print(f"  most requests in any 1 s     {sandbox.max_in_any_window(1.0)}  (limit {RPS})")
         print(f"  429 answers                  {sandbox.rate_limited}")
-        print(f"  lost / duplicated            {lost} / {duplicated}")
+        print(f"  lost / duplicated            {lost} / {duplicated}  (lost = not sent when the wait ended)")
 
 
 if __name__ == "__main__":
