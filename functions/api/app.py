@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from relay.config import get_settings
 from relay.flows import executions as execution_flows
-from relay.flows.accept import IdempotencyConflict
+from relay.flows.accept import IdempotencyConflict, IdempotencyInProgress
 from relay.http import ApiError, authenticate, check_body_size, validation_error
 from routes import executions, optimized, optimove, results
 
@@ -72,11 +72,13 @@ def on_unknown_route(exc: Exception) -> Response:
     return _error(ApiError(404, "not_found", "No such route"))
 
 
+@app.exception_handler(IdempotencyInProgress)
+def on_in_progress(exc: IdempotencyInProgress) -> Response:
+    return _error(ApiError(409, "in_progress", "A request with this Idempotency-Key is in progress"))
+
+
 @app.exception_handler(Exception)
 def on_unexpected(exc: Exception) -> Response:
-    # The idempotency module is imported lazily, so its exception is matched by name.
-    if type(exc).__name__ == "IdempotencyInProgress":
-        return _error(ApiError(409, "in_progress", "A request with this Idempotency-Key is in progress"))
     logger.exception("unexpected error")
     return _error(ApiError(500, "internal_error", "Something went wrong; it has been logged"))
 

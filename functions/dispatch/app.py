@@ -18,15 +18,13 @@ metrics = Metrics()
 tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 
-_context: Any = None
-
 
 def _emit(name: str, value: float) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 @tracer.capture_method
-def handle_record(record: SQSRecord) -> str:
+def handle_record(record: SQSRecord, lambda_context: Any) -> str:
     message = json.loads(record.body)
     if message.get("destination") == "optimove":  # OptimoveQueue: one run per message
         from relay.flows.optimove_send import send_one
@@ -43,7 +41,7 @@ def handle_record(record: SQSRecord) -> str:
         emit=_emit,
         links=wiring.links_table(),
     )
-    outcome = GroupDispatcher(group_id, deps).run(_context.get_remaining_time_in_millis)
+    outcome = GroupDispatcher(group_id, deps).run(lambda_context.get_remaining_time_in_millis)
     logger.info("dispatcher done", extra={"group_id": group_id, "outcome": outcome})
     return outcome
 
@@ -52,8 +50,6 @@ def handle_record(record: SQSRecord) -> str:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _context
-    _context = context
     return process_partial_response(
         event=event, record_handler=handle_record, processor=processor, context=context
     )

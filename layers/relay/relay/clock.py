@@ -14,7 +14,3 @@ system_clock: Clock = time.time
 def iso(ts: float) -> str:
     """Epoch seconds as an ISO 8601 UTC string with milliseconds."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

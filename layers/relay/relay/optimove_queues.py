@@ -8,6 +8,8 @@ import math
 import random
 from typing import Any
 
+from relay import backoff
+
 MAX_DELAY_S = 900  # SQS's ceiling for DelaySeconds
 
 
@@ -74,5 +76,5 @@ class OptimoveQueues:
 def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(attempt-1))], never
     under a second (SQS delays are whole seconds anyway)."""
-    ceiling = min(max_s, base_s * (2 ** max(0, attempt - 1)))
-    return max(min(1.0, ceiling), random.uniform(0, ceiling))
+    top = backoff.ceiling(attempt, base_s, max_s)
+    return max(min(1.0, top), random.uniform(0, top))

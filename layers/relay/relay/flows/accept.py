@@ -24,6 +24,10 @@ class IdempotencyConflict(Exception):
     """Same Idempotency-Key, different body."""
 
 
+class IdempotencyInProgress(Exception):
+    """Another request with the same key is still being processed."""
+
+
 @dataclass
 class AcceptDeps:
     table: Table

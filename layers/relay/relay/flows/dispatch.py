@@ -8,7 +8,6 @@ waiting with the same schedule, whichever triggers it came from (packing). A wai
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from aws_lambda_powertools import Logger
 
+from relay.backoff import jittered
 from relay.clock import Clock, iso
 from relay.config import Settings
 from relay.limits import Log, Rule
@@ -299,8 +299,7 @@ class GroupDispatcher:
         if retry:
             store.release(d.table, batch.batch_id, retry, count_attempt=True, error=error)
             attempt = max(c.attempts for c in retry) + 1
-            backoff = min(s.optimized_retry_max_s, s.optimized_retry_base_s * 2 ** (attempt - 1))
-            backoff *= random.uniform(0.5, 1.0)  # jitter keeps groups from retrying in step
+            backoff = jittered(attempt, s.optimized_retry_base_s, s.optimized_retry_max_s)
             limiter.block(d.table, self.group_log, now + backoff, expires_at=int(now + LIMITER_TTL_S))
             d.emit("UpstreamUnavailable", 1)
             logger.warning(

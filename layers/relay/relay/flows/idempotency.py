@@ -22,14 +22,10 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
-from relay.flows.accept import IdempotencyConflict
+from relay.flows.accept import IdempotencyConflict, IdempotencyInProgress
 from relay.models.optimized import TriggerAccepted
 
 Answer = TypeVar("Answer")
-
-
-class IdempotencyInProgress(Exception):
-    """Another request with the same key is still being processed."""
 
 
 def run_once(

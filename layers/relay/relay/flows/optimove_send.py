@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -107,18 +108,16 @@ def send_one(execution_id: str, deps: OptimoveDeps) -> str:
 
 
 def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: OptimoveDeps) -> str:
-    s, table, now = deps.settings, deps.table, deps.clock()
+    s, now = deps.settings, deps.clock()
     attempts = int(item.get("attempts", 0))
+    # Every outcome moves the run out of `sending`, and only from there (SQS may redeliver).
+    leave_sending = partial(store.transition, deps.table, execution_id, allowed_from=["sending"], now=now)
     if isinstance(outcome, Accepted):
         # Queue the first poll before recording: a crash between the two leaves a poll that
         # finds `sending` and waits, never an accepted run that nobody follows.
         deps.queues.poll(execution_id, attempt=1, delay_s=s.optimove_poll_first_delay_s)
-        store.transition(
-            table,
-            execution_id,
-            allowed_from=["sending"],
+        leave_sending(
             to="accepted",
-            now=now,
             fields={
                 "optimove_execution_id": outcome.run.execution_id,
                 "upstream_status": outcome.run.status,
@@ -131,12 +130,8 @@ def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: Optimove
         return "accepted"
     if isinstance(outcome, RateLimited):
         block_until(outcome.retry_at)
-        store.transition(
-            table,
-            execution_id,
-            allowed_from=["sending"],
+        leave_sending(
             to="queued",
-            now=now,
             fields={"last_error": {"status": 429, "message": "rate limited by Optimove"}},
             add={"rate_limited": 1},
             note="429: retry after Retry-After",
@@ -145,12 +140,8 @@ def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: Optimove
         deps.emit("OptimoveRateLimited", 1)
         return "rate limited, re-queued"
     if isinstance(outcome, Rejected):
-        done = store.transition(
-            table,
-            execution_id,
-            allowed_from=["sending"],
+        done = leave_sending(
             to="failed",
-            now=now,
             fields={
                 "error_code": f"http_{outcome.status}",
                 "error_message": outcome.message,
@@ -161,12 +152,8 @@ def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: Optimove
         deps.emit("OptimoveRunsRejected", 1)
         return f"rejected {outcome.status}"
     if isinstance(outcome, Ambiguous) and not s.optimove_resend_ambiguous:
-        done = store.transition(
-            table,
-            execution_id,
-            allowed_from=["sending"],
+        done = leave_sending(
             to="unknown",
-            now=now,
             fields={"error_code": "ambiguous", "error_message": outcome.message},
         )
         _finish(deps, done)
@@ -176,12 +163,8 @@ def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: Optimove
     status = getattr(outcome, "status", None)
     attempts += 1
     if attempts >= s.optimove_max_attempts:
-        done = store.transition(
-            table,
-            execution_id,
-            allowed_from=["sending"],
+        done = leave_sending(
             to="dead_lettered",
-            now=now,
             fields={
                 "attempts": attempts,
                 "error_code": f"http_{status}" if status else "unreachable",
@@ -192,12 +175,8 @@ def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: Optimove
         _finish(deps, done)
         deps.emit("OptimoveRunsDeadLettered", 1)
         return "dead-lettered"
-    store.transition(
-        table,
-        execution_id,
-        allowed_from=["sending"],
+    leave_sending(
         to="queued",
-        now=now,
         fields={"attempts": attempts, "last_error": {"status": status, "message": message}},
         note=f"retry {attempts}: {message}",
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from relay.backoff import jittered
 from relay.clock import Clock, iso
 from relay.config import Settings
 from relay.models.results import ResultPage, ResultView, WebhookAccepted
@@ -182,7 +182,7 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
 
 def backoff(attempt: int, base_s: float, max_s: float, retry_after_s: float | None) -> float:
     """Exponential with jitter; never sooner than the endpoint's Retry-After."""
-    delay = min(max_s, base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+    delay = jittered(attempt, base_s, max_s)
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, 900.0))
     return delay

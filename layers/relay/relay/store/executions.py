@@ -8,8 +8,6 @@ from typing import Any
 from relay.store import codec, keys
 from relay.store.table import MAX_TRANSACTION_ITEMS, ConditionFailed, Table, TransactionCancelled
 
-# Counters kept on the execution item, updated in the same transaction as the chunks they count.
-CHUNK_COUNTERS = ("sent", "failed", "ambiguous", "cancelled", "dead_lettered", "start_shifted")
 # The API lists chunks without their profiles (they can be 50 x a few KB each).
 CHUNK_SUMMARY_FIELDS = (
     "sk, seq, #status, profile_count, batch_id, batch_uuid, schedule_uuid, #error, attempts, "
