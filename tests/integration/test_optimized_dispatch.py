@@ -29,6 +29,10 @@ from conftest import (
     schedule,
     wait_for,
 )
+from relay.limits import Log, Rule
+from relay.store import dispatch as dispatch_store
+from relay.store.dispatch import ClaimedBatch
+from relay.store.table import Table
 from relay_local.stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -201,6 +205,52 @@ def test_single_profile_triggers_are_packed_and_mapped_back(
         [ref] = json.loads(chunk_items(ddb, answer["execution_id"])[0]["upstream_profiles_json"])
         assert ref["ref"] == f"ref-{i}"
         assert ref["uuid"]
+
+
+def test_a_backlog_of_single_profile_triggers_goes_in_full_batches(
+    api: Api, relay: LocalStack, group: str
+) -> None:
+    """More singles waiting than one window takes: every slot of a window carries a full batch
+    (claimed over several transactions: 50 chunks each), none is spent on a part-filled one."""
+    backlog = GROUP_LIMIT * 50 + 10
+    sched = schedule(3600)
+    with relay.pollers.paused(), ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: api.trigger(group, [profile(i)], sched).json(), range(backlog)))
+    for answer in answers:
+        api.wait(answer["execution_id"], timeout=30)
+    received = sorted(batches_for(relay, group), key=lambda b: b.arrived_at)
+    assert [len(b.profiles) for b in received] == [50] * GROUP_LIMIT + [10]
+    assert all(b.status == 201 for b in received)
+    assert relay.sandbox.stats()["max_in_any_window"][group] <= GROUP_LIMIT
+    sent = sorted(p for b in received for p in _phones(b))
+    assert sent == sorted(profile(i)["person"]["phone_number"] for i in range(backlog))
+
+
+def test_a_claim_spans_transactions_and_leaves_out_a_batch_that_lost_its_race(
+    api: Api, relay: LocalStack, ddb: Any, group: str
+) -> None:
+    table = Table(ddb, relay.resources.name("RelayTable"))
+    with relay.pollers.paused(), ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: api.trigger(group, [profile(i)], schedule(3600)), range(110)))
+        chunks = dispatch_store.pending(table, group, 200)
+        assert len(chunks) == 110
+        batches = [ClaimedBatch(f"b{n}", chunks[n * 50 : n * 50 + 50]) for n in range(3)]
+        stolen = batches[1].chunks[10]  # another dispatcher claimed this one meanwhile
+        ddb.update_item(
+            TableName=table.name,
+            Key={"pk": {"S": stolen.key["pk"]}, "sk": {"S": stolen.key["sk"]}},
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": {"S": "sending"}},
+        )
+        logs = {f"test#{group}": Log().with_hits(Rule(3, 2.0), time.time(), 3)}
+        claimed = dispatch_store.claim(table, batches, logs, time.time(), expires_at=int(time.time()) + 60)
+        # 52 items, then 50 + 10 + 1: the second transaction fails as a whole, the first stands.
+        assert [b.batch_id for b in claimed] == ["b0"]
+        status = {(c["execution_id"], c["seq"]): c["status"] for c in map(table.get, [c.key for c in chunks])}
+        assert [status[(c.execution_id, c.seq)] for c in batches[0].chunks] == ["sending"] * 50
+        left = [c for b in batches[1:] for c in b.chunks if c is not stolen]
+        assert {status[(c.execution_id, c.seq)] for c in left} == {"pending"}
 
 
 # -- upstream answers -------------------------------------------------------------------------------

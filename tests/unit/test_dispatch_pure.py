@@ -43,23 +43,22 @@ def chunk(
 
 def test_pack_fills_the_oldest_lane_in_order() -> None:
     chunks = [chunk(0, 20), chunk(1, 10, "b"), chunk(2, 25), chunk(3, 5), chunk(4, 10)]
-    batch, full = pack(chunks, 50, more_beyond=False)
+    batch, full = pack(chunks, 50)
     assert [c.seq for c in batch] == [0, 2, 3]  # 20 + 25 + 5; chunk 4 does not fit, b is another lane
     assert full is True  # the lane has more waiting
 
 
 def test_pack_part_filled_is_not_full() -> None:
-    batch, full = pack([chunk(0, 3), chunk(1, 4, "b")], 50, more_beyond=False)
+    batch, full = pack([chunk(0, 3), chunk(1, 4, "b")], 50)
     assert [c.seq for c in batch] == [0]
     assert full is False
-    assert pack([chunk(0, 3)], 50, more_beyond=True)[1] is True
 
 
 def test_pack_exactly_full() -> None:
-    batch, full = pack([chunk(0, 50), chunk(1, 50)], 50, more_beyond=False)
+    batch, full = pack([chunk(0, 50), chunk(1, 50)], 50)
     assert [c.seq for c in batch] == [0]
     assert full is True
-    assert sum(c.size for c in pack([chunk(i, 1) for i in range(60)], 50, False)[0]) == 50
+    assert sum(c.size for c in pack([chunk(i, 1) for i in range(60)], 50)[0]) == 50
 
 
 # -- build_request -----------------------------------------------------------------------------------

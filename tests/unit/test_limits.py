@@ -105,3 +105,11 @@ def test_an_unsettled_hit_counts_no_later_than_its_bound() -> None:
     log = Log().with_hits(rule, 100.0)  # its dispatcher died before settling
     assert log.next_slot(rule, 101.0) == 103.0
     assert log.next_slot(rule, 110.0) == 110.0  # 100 + 5 (bound) + 2 (window) has passed
+
+
+def test_slots_taken_but_never_used_are_dropped_when_settling() -> None:
+    rule = Rule(limit=3, window_s=2.0)
+    log = Log().with_hits(rule, 11.0, 3).settled(11.0, [11.4], unused=2)
+    assert log.unsettled == []
+    assert log.hits == [11.4]
+    assert log.free(rule, 11.5) == 2

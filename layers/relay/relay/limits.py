@@ -79,10 +79,11 @@ class Log:
             version=self.version,
         )
 
-    def settled(self, stamp: float, answered_at: list[float]) -> Log:
-        """One unsettled hit stamped ``stamp`` per answer moves to its answer time."""
+    def settled(self, stamp: float, answered_at: list[float], unused: int = 0) -> Log:
+        """One unsettled hit stamped ``stamp`` per answer moves to its answer time; ``unused``
+        more are dropped (slots taken for requests that were never sent)."""
         unsettled = list(self.unsettled)
-        for _ in answered_at:
+        for _ in range(len(answered_at) + unused):
             if stamp in unsettled:
                 unsettled.remove(stamp)
         return Log(

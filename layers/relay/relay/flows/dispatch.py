@@ -26,7 +26,7 @@ from relay.queues import WakeQueue
 from relay.store import dispatch as store
 from relay.store import keys, limiter, links
 from relay.store.dispatch import ChunkResult, ClaimedBatch, PendingChunk
-from relay.store.table import MAX_TRANSACTION_ITEMS, Table, TransactionCancelled
+from relay.store.table import Table, TransactionCancelled
 from relay.upstreams.optimized import (
     Ambiguous,
     Created,
@@ -39,8 +39,9 @@ from relay.upstreams.optimized import (
 
 logger = Logger(child=True)
 
-# How many pending chunks to look at when forming a batch (50 single-profile chunks + lookahead).
-PENDING_PAGE = 60
+# Fewest pending chunks to look at when forming batches (50 single-profile chunks + lookahead);
+# a group reads enough to fill every slot of a window with single-profile chunks.
+MIN_PENDING_PAGE = 60
 # A GSI may lag its table by a moment: do not declare a group idle right after new work.
 GSI_SETTLE_S = 2.0
 LIMITER_TTL_S = 86_400
@@ -74,6 +75,7 @@ class GroupDispatcher:
         )
         self.group_rule = Rule(s.optimized_group_limit, s.optimized_group_window_s + margin, unsettled_max)
         self.token_rule = Rule(s.optimized_token_limit, s.optimized_token_window_s + margin, unsettled_max)
+        self.page = max(MIN_PENDING_PAGE, s.optimized_group_limit * s.optimized_batch_size)
         self.group_log = f"optimized-group#{group_id}"
         self.token_log = f"optimized-token#{keys.token_fingerprint(s.optimized_token())}"
 
@@ -96,8 +98,8 @@ class GroupDispatcher:
                 return "time budget spent, handed over"
             if not chunks:
                 state = store.read_group(d.table, self.group_id)
-                chunks = store.pending(d.table, self.group_id, PENDING_PAGE)
-                more_beyond = len(chunks) >= PENDING_PAGE
+                chunks = store.pending(d.table, self.group_id, self.page)
+                more_beyond = len(chunks) >= self.page
                 if not chunks:
                     if d.clock() - float(state.get("last_work_at", 0)) < GSI_SETTLE_S:
                         d.queue.wake(self.group_id, delay_s=GSI_SETTLE_S)
@@ -106,9 +108,9 @@ class GroupDispatcher:
                         return "idle"
                     continue
             now = d.clock()
-            first, lane_full = pack(chunks, d.settings.optimized_batch_size, more_beyond)
+            first, full = pack(chunks, d.settings.optimized_batch_size)
             age = now - min(c.created_at for c in first)
-            if not lane_full and age < d.settings.dispatch_linger_s:
+            if not (full or more_beyond) and age < d.settings.dispatch_linger_s:
                 # A slot spent on a part-filled batch is throughput lost: wait a moment for more.
                 if self._wait(d.settings.dispatch_linger_s - age):
                     chunks = []  # look again: more may have arrived
@@ -144,7 +146,7 @@ class GroupDispatcher:
                 self.token_log: token_log.with_hits(self.token_rule, at, len(batches)),
             }
             try:
-                store.claim(d.table, batches, taken, now, expires_at=int(now + LIMITER_TTL_S))
+                claimed = store.claim(d.table, batches, taken, now, expires_at=int(now + LIMITER_TTL_S))
             except TransactionCancelled as cancelled:
                 logger.debug("claim lost a race, reading again", extra={"reasons": cancelled.reasons})
                 d.emit("ClaimConflicts", 1)
@@ -154,17 +156,22 @@ class GroupDispatcher:
                     chunks = []
                 continue
             logs = {name: replace(log, version=log.version + 1) for name, log in taken.items()}
-            claimed = {id(c) for b in batches for c in b.chunks}
-            chunks = [c for c in chunks if id(c) not in claimed]
-            store.load_contents(d.table, batches)
+            if len(claimed) < len(batches):
+                d.emit("ClaimConflicts", 1)
+                chunks = []  # another dispatcher took some: read the queue again
+            else:
+                taken_ids = {id(c) for b in claimed for c in b.chunks}
+                chunks = [c for c in chunks if id(c) not in taken_ids]
+            store.load_contents(d.table, claimed)
             d.sleep(max(0.0, at - d.clock()))
-            limiter_moved, answered_at = self._send_all(batches)
+            limiter_moved, answered_at = self._send_all(claimed)
             logs = limiter.settle(
                 d.table,
                 [self.group_log, self.token_log],
                 at,
                 answered_at,
                 expires_at=int(now + LIMITER_TTL_S),
+                unused=len(batches) - len(claimed),
             )
             if limiter_moved:
                 logs = None  # a 429 or a back-off blocked the group: read it again
@@ -195,19 +202,17 @@ class GroupDispatcher:
     def _form_batches(
         self, chunks: list[PendingChunk], slots: int, more_beyond: bool, now: float
     ) -> list[ClaimedBatch]:
-        """Up to ``slots`` batches; after the first, only full (or long-waiting) ones."""
+        """Up to ``slots`` batches. After the first (which the caller chose to send), only full
+        ones, or part-filled ones that waited their linger with nothing more in the queue: while
+        more waits beyond what was read, a slot spent on a part batch would be throughput lost."""
         size, linger = self.deps.settings.optimized_batch_size, self.deps.settings.dispatch_linger_s
         left = list(chunks)
         batches: list[ClaimedBatch] = []
-        items = 3  # the two limiter logs and the group counter share the transaction
         while left and len(batches) < slots:
-            batch, full = pack(left, size, more_beyond)
+            batch, full = pack(left, size)
             waited = now - min(c.created_at for c in batch) >= linger
-            if batches and not (full or waited):
+            if batches and not (full or (waited and not more_beyond)):
                 break
-            if items + len(batch) > MAX_TRANSACTION_ITEMS:
-                break
-            items += len(batch)
             batches.append(ClaimedBatch(str(uuid.uuid4()), batch))
             taken = {id(c) for c in batch}
             left = [c for c in left if id(c) not in taken]
@@ -319,8 +324,10 @@ class GroupDispatcher:
         ]
 
 
-def pack(chunks: Sequence[PendingChunk], size: int, more_beyond: bool) -> tuple[list[PendingChunk], bool]:
-    """Oldest chunk's lane, filled in order up to ``size`` profiles. Returns (batch, full_or_more)."""
+def pack(chunks: Sequence[PendingChunk], size: int) -> tuple[list[PendingChunk], bool]:
+    """Oldest chunk's lane, filled in order up to ``size`` profiles.
+
+    Returns (batch, full): full when it holds ``size`` profiles or its lane has more than fit."""
     lane = chunks[0].lane
     batch: list[PendingChunk] = []
     total = 0
@@ -332,7 +339,7 @@ def pack(chunks: Sequence[PendingChunk], size: int, more_beyond: bool) -> tuple[
         if total + c.size <= size:
             batch.append(c)
             total += c.size
-    return batch, total >= size or lane_total > total or more_beyond
+    return batch, total >= size or lane_total > total
 
 
 def build_request(batch: Sequence[PendingChunk], now: float) -> tuple[BatchRequest, bool, float | None]:

@@ -15,7 +15,7 @@ from typing import Any
 from relay.limits import Log
 from relay.store import codec, keys
 from relay.store.limiter import write_log_operation
-from relay.store.table import MAX_TRANSACTION_ITEMS, ConditionFailed, Table
+from relay.store.table import MAX_TRANSACTION_ITEMS, ConditionFailed, Table, TransactionCancelled
 
 
 @dataclass
@@ -139,14 +139,38 @@ def claim(
     now: float,
     *,
     expires_at: int,
-) -> None:
-    """Take the rate-limit slots and the chunks of every batch in ONE transaction: all or none.
+) -> list[ClaimedBatch]:
+    """Take the rate-limit slots and the chunks of the batches; returns the batches claimed.
 
-    Raises TransactionCancelled when a limiter log moved (another dispatcher took a slot) or a
-    chunk is no longer pending (claimed elsewhere, cancelled). Reasons 0..len(logs)-1 are logs.
+    The slots and the first batches' chunks go in ONE transaction: all or none. It raises
+    TransactionCancelled when a limiter log moved (another dispatcher took a slot) or a chunk is
+    no longer pending (claimed elsewhere, cancelled); reasons 0..len(logs)-1 are logs. Batches
+    that do not fit in that transaction (single-profile chunks: 50 items a batch) are claimed in
+    transactions of their own after it; one that loses a race is left out of the answer and its
+    slot goes unused - a slot wasted, never one over the limit.
     """
-    group_id = batches[0].chunks[0].group_id
-    operations = [write_log_operation(name, log, expires_at=expires_at) for name, log in logs.items()]
+    log_ops = [write_log_operation(name, log, expires_at=expires_at) for name, log in logs.items()]
+    rounds: list[list[ClaimedBatch]] = [[]]
+    used = len(log_ops) + 1  # the logs and the group counter of the first transaction
+    for batch in batches:
+        if rounds[-1] and used + len(batch.chunks) > MAX_TRANSACTION_ITEMS:
+            rounds.append([])
+            used = 1  # a later transaction's group counter
+        rounds[-1].append(batch)
+        used += len(batch.chunks)
+    table.transact(log_ops + _claim_operations(rounds[0], now))
+    claimed = list(rounds[0])
+    for later in rounds[1:]:
+        try:
+            table.transact(_claim_operations(later, now))
+        except TransactionCancelled:
+            continue
+        claimed += later
+    return claimed
+
+
+def _claim_operations(batches: Sequence[ClaimedBatch], now: float) -> list[dict[str, Any]]:
+    operations: list[dict[str, Any]] = []
     for batch in batches:
         for c in batch.chunks:
             operations.append(
@@ -170,13 +194,13 @@ def claim(
     operations.append(
         {
             "Update": {
-                "Key": codec.dump(keys.group_state(group_id)),
+                "Key": codec.dump(keys.group_state(batches[0].chunks[0].group_id)),
                 "UpdateExpression": "ADD pending_profiles :minus",
                 "ExpressionAttributeValues": codec.values(minus=-sum(b.profiles for b in batches)),
             }
         }
     )
-    table.transact(operations)
+    return operations
 
 
 def finish(table: Table, results: Sequence[ChunkResult], now: float) -> None:

@@ -61,15 +61,22 @@ def block(table: Table, name: str, until: float, *, expires_at: int) -> None:
 
 
 def settle(
-    table: Table, names: list[str], provisional: float, actual: list[float], *, expires_at: int
+    table: Table,
+    names: list[str],
+    provisional: float,
+    actual: list[float],
+    *,
+    expires_at: int,
+    unused: int = 0,
 ) -> dict[str, Log]:
     """Settle the hits claimed at ``provisional``: one per entry of ``actual``, moved to that time
-    (when the upstream had answered that request). An answer time is an upper bound of when the
-    upstream counted the request, so windows measured from it can never open early on the
-    upstream's side, whatever the network latency was. Returns the logs as written."""
+    (when the upstream had answered that request), and ``unused`` ones (never sent) dropped. An
+    answer time is an upper bound of when the upstream counted the request, so windows measured
+    from it can never open early on the upstream's side, whatever the network latency was.
+    Returns the logs as written."""
     while True:
         logs = read_logs(table, names)
-        settled = {name: log.settled(provisional, actual) for name, log in logs.items()}
+        settled = {name: log.settled(provisional, actual, unused) for name, log in logs.items()}
         try:
             table.transact([write_log_operation(n, log, expires_at=expires_at) for n, log in settled.items()])
         except TransactionCancelled:

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from relay.store import codec
 
 MAX_TRANSACTION_ITEMS = 100
+MAX_BATCH_GET_KEYS = 100
 
 
 class ConditionFailed(Exception):
@@ -40,14 +41,14 @@ class Table:
         return codec.load(answer["Item"]) if "Item" in answer else None
 
     def get_many(self, keys: Sequence[dict[str, str]], *, consistent: bool = True) -> list[dict[str, Any]]:
-        if not keys:
-            return []
-        request = {self.name: {"Keys": [codec.dump(k) for k in keys], "ConsistentRead": consistent}}
         found: list[dict[str, Any]] = []
-        while request:
-            answer = self.client.batch_get_item(RequestItems=request)
-            found += [codec.load(i) for i in answer["Responses"].get(self.name, [])]
-            request = answer.get("UnprocessedKeys") or {}
+        for start in range(0, len(keys), MAX_BATCH_GET_KEYS):
+            page = [codec.dump(k) for k in keys[start : start + MAX_BATCH_GET_KEYS]]
+            request = {self.name: {"Keys": page, "ConsistentRead": consistent}}
+            while request:
+                answer = self.client.batch_get_item(RequestItems=request)
+                found += [codec.load(i) for i in answer["Responses"].get(self.name, [])]
+                request = answer.get("UnprocessedKeys") or {}
         return found
 
     def put(self, item: dict[str, Any], *, condition: str | None = None) -> None:
