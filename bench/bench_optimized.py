@@ -1,9 +1,12 @@
-"""Optimized.app dispatch throughput against the sandbox, with a compressed window (10 per 6 s).
+"""Optimized.app dispatch throughput against the sandbox.
 
-Run A: 8 groups x 1,000 profiles (one trigger each), once without and once with the per-profile
-result links (two extra DynamoDB writes per profile sent; at this 10x-compressed window that is
-~1,300 writes/s, more than the moto emulator sustains, so the second line measures moto).
-Run B: 2,000 single-profile triggers for one group from 8 client threads.
+Run A: 8 groups x 1,000 profiles (one trigger each) at a compressed window (10 per 6 s), once
+without and once with the per-profile result links (two extra DynamoDB writes per profile sent;
+at this 10x-compressed window that is ~1,300 writes/s, more than the moto emulator sustains, so
+that line measures moto); then the same at the documented window (10 per 60 s), links on.
+Run B: 2,000 single-profile triggers for one group, accepted while dispatching is held (moto takes
+them in at ~35/s; the issue's "over a few seconds" means they are all waiting when slots open),
+then dispatched: at the compressed window and at the documented one.
 Run C: time to accept one 10,000-profile trigger.
 
 How "achieved profiles per group-window" is measured: a group's sends (as the sandbox saw them
@@ -11,7 +14,8 @@ arrive) span (last - first) seconds; a perfect dispatcher sending N batches at L
 exactly floor((N - 1) / L) windows after its first one, so the windows a group used are
 ``(last - first) / W + 1`` and its achieved rate is ``profiles / windows_used``. The ratio is
 that against the ceiling ``L x 50``. Lost/duplicated compare every accepted profile (unique phone
-numbers) with what the sandbox received.
+numbers) with what the sandbox received. Completion is watched on the sandbox (polling thousands
+of executions would load the emulator the dispatcher runs on); statuses are checked once at the end.
 """
 
 from __future__ import annotations
@@ -25,27 +29,32 @@ from typing import Any
 
 from bench.common import api_client, quiet_stack, wait_until
 
-LIMIT, WINDOW_S, BATCH = 10, 6.0, 50
-ENV = {
-    "OPTIMIZED_GROUP_LIMIT": str(LIMIT),
-    "OPTIMIZED_GROUP_WINDOW_S": str(WINDOW_S),
-    "OPTIMIZED_WINDOW_MARGIN_S": "0.02",
-    "DISPATCH_LINGER_S": "1.0",
-}
+LIMIT, BATCH = 10, 50
+COMPRESSED_S, DOCUMENTED_S = 6.0, 60.0
+
+
+def env_for(window_s: float, **extra: str) -> dict[str, str]:
+    return {
+        "OPTIMIZED_GROUP_LIMIT": str(LIMIT),
+        "OPTIMIZED_GROUP_WINDOW_S": str(window_s),
+        "OPTIMIZED_WINDOW_MARGIN_S": "0.02",
+        "DISPATCH_LINGER_S": "1.0",
+        **extra,
+    }
 
 
 def profile(group_no: int, i: int) -> dict[str, Any]:
     return {"person": {"phone_number": f"+3584{group_no:02d}{i:07d}"}, "ref": f"g{group_no}-{i}"}
 
 
-def group_ratio(stack: Any, group_id: str) -> tuple[float, int, int]:
+def group_ratio(stack: Any, group_id: str, window_s: float) -> tuple[float, int, int]:
     """(achieved/ceiling, requests, profiles) for one group from the sandbox's arrival log."""
     sent = [b for b in stack.sandbox.received if b.group_id == group_id and b.status == 201]
     if not sent:
         return 0.0, 0, 0
     arrivals = sorted(b.arrived_at for b in sent)
     profiles = sum(len(b.profiles) for b in sent)
-    windows_used = (arrivals[-1] - arrivals[0]) / WINDOW_S + 1
+    windows_used = (arrivals[-1] - arrivals[0]) / window_s + 1
     return profiles / windows_used / (LIMIT * BATCH), len(sent), profiles
 
 
@@ -56,6 +65,11 @@ def lost_and_duplicated(stack: Any, expected: set[str]) -> tuple[int, int]:
     lost = len(expected - set(received))
     duplicated = sum(n - 1 for n in received.values() if n > 1)
     return lost, duplicated
+
+
+def wait_sent(stack: Any, profiles: int, timeout_s: float) -> bool:
+    """Until the sandbox has accepted ``profiles`` profiles (in-process: no load on the emulator)."""
+    return wait_until(lambda: stack.sandbox.stats()["profiles_accepted"] >= profiles, timeout_s, every_s=0.2)
 
 
 def wait_done(client: Any, execution_ids: list[str], timeout_s: float) -> bool:
@@ -69,8 +83,10 @@ def wait_done(client: Any, execution_ids: list[str], timeout_s: float) -> bool:
     return wait_until(done, timeout_s, every_s=0.5)
 
 
-def run_groups(groups: int = 8, per_group: int = 1000, *, link_profiles: bool = True) -> dict[str, Any]:
-    env = {**ENV, "RESULTS_LINK_PROFILES": str(link_profiles).lower()}
+def run_groups(
+    window_s: float, groups: int = 8, per_group: int = 1000, *, link_profiles: bool = True
+) -> dict[str, Any]:
+    env = env_for(window_s, RESULTS_LINK_PROFILES=str(link_profiles).lower())
     with quiet_stack(env) as stack, api_client(stack) as client:
         group_ids = [str(uuid.uuid4()) for _ in range(groups)]
         expected: set[str] = set()
@@ -81,8 +97,10 @@ def run_groups(groups: int = 8, per_group: int = 1000, *, link_profiles: bool = 
             answer = client.post("/v1/optimized/triggers", json={"group_id": group_id, "profiles": profiles})
             answer.raise_for_status()
             executions.append(answer.json()["execution_id"])
-        completed = wait_done(client, executions, timeout_s=180)
-        ratios = [group_ratio(stack, g)[0] for g in group_ids]
+        windows = per_group / (LIMIT * BATCH)
+        completed = wait_sent(stack, len(expected), timeout_s=60 + 8 * windows * window_s)
+        completed = wait_done(client, executions, timeout_s=120) and completed
+        ratios = [group_ratio(stack, g, window_s)[0] for g in group_ids]
         lost, duplicated = lost_and_duplicated(stack, expected)
         stats = stack.sandbox.stats()
         return {
@@ -97,8 +115,8 @@ def run_groups(groups: int = 8, per_group: int = 1000, *, link_profiles: bool = 
         }
 
 
-def run_singles(triggers: int = 2000, threads: int = 8) -> dict[str, Any]:
-    with quiet_stack(ENV) as stack, api_client(stack) as client:
+def run_singles(window_s: float, triggers: int = 2000, threads: int = 8) -> dict[str, Any]:
+    with quiet_stack(env_for(window_s)) as stack, api_client(stack) as client:
         group_id = str(uuid.uuid4())
         campaign = str(uuid.uuid4())
 
@@ -113,11 +131,13 @@ def run_singles(triggers: int = 2000, threads: int = 8) -> dict[str, Any]:
             return answer.json()["execution_id"]
 
         started = time.monotonic()
-        with ThreadPoolExecutor(threads) as pool:
+        with stack.pollers.paused(timeout=60), ThreadPoolExecutor(threads) as pool:
             executions = list(pool.map(send, range(triggers)))
         accept_s = time.monotonic() - started
-        completed = wait_done(client, executions[-50:], timeout_s=180) and wait_done(client, executions, 60)
-        ratio, requests, profiles = group_ratio(stack, group_id)
+        windows = triggers / (LIMIT * BATCH)
+        completed = wait_sent(stack, triggers, timeout_s=60 + 8 * windows * window_s)
+        completed = wait_done(client, executions, timeout_s=300) and completed
+        ratio, requests, profiles = group_ratio(stack, group_id, window_s)
         lost, duplicated = lost_and_duplicated(
             stack, {profile(99, i)["person"]["phone_number"] for i in range(triggers)}
         )
@@ -135,7 +155,7 @@ def run_singles(triggers: int = 2000, threads: int = 8) -> dict[str, Any]:
 
 def run_big_accept(profiles: int = 10_000, repeats: int = 3) -> dict[str, Any]:
     with (
-        quiet_stack({**ENV, "OPTIMIZED_GROUP_LIMIT": "1"}, poller_workers=1) as stack,
+        quiet_stack(env_for(COMPRESSED_S, OPTIMIZED_GROUP_LIMIT="1"), poller_workers=1) as stack,
         api_client(stack) as client,
     ):
         times = []
@@ -148,23 +168,30 @@ def run_big_accept(profiles: int = 10_000, repeats: int = 3) -> dict[str, Any]:
 
 
 def main() -> None:
-    print(f"== Optimized.app dispatch vs sandbox, limit {LIMIT} per {WINDOW_S:g} s per group ==")
-    for link_profiles in (False, True):
-        a = run_groups(link_profiles=link_profiles)
-        links = "2 result-link writes per profile" if link_profiles else "RESULTS_LINK_PROFILES=false"
+    print(f"== Optimized.app dispatch vs sandbox, limit {LIMIT} per group-window ==")
+    runs = [
+        (COMPRESSED_S, False, "RESULTS_LINK_PROFILES=false"),
+        (COMPRESSED_S, True, "2 result-link writes per profile"),
+        (DOCUMENTED_S, True, "2 result-link writes per profile"),
+    ]
+    for window_s, link_profiles, links in runs:
+        a = run_groups(window_s, link_profiles=link_profiles)
         print(
-            f"A  8 groups x 1,000 profiles ({links}): achieved/ceiling {a['ratio_mean']:.3f} "
-            f"(min {a['ratio_min']:.3f}), 429s {a['http_429']}, max sends in any window "
-            f"{a['max_in_any_window']}/{LIMIT}, lost {a['lost']}, duplicated {a['duplicated']}, "
-            f"completed {a['completed']}"
+            f"A  {window_s:g} s window, 8 groups x 1,000 profiles ({links}): achieved/ceiling "
+            f"{a['ratio_mean']:.3f} (min {a['ratio_min']:.3f}), 429s {a['http_429']}, max sends in any "
+            f"window {a['max_in_any_window']}/{LIMIT}, lost {a['lost']}, duplicated {a['duplicated']}, "
+            f"completed {a['completed']}",
+            flush=True,
         )
-    b = run_singles()
-    print(
-        f"B  2,000 single-profile triggers, 1 group: achieved/ceiling {b['ratio']:.3f}, "
-        f"{b['requests']} requests ({b['profiles_per_request']:.1f} profiles each; one per trigger would be "
-        f"0.02 of the ceiling), accepted in {b['accept_s']:.1f} s, 429s {b['http_429']}, "
-        f"lost {b['lost']}, duplicated {b['duplicated']}, completed {b['completed']}"
-    )
+    for window_s in (COMPRESSED_S, DOCUMENTED_S):
+        b = run_singles(window_s)
+        print(
+            f"B  {window_s:g} s window, 2,000 single-profile triggers, 1 group: achieved/ceiling "
+            f"{b['ratio']:.3f}, {b['requests']} requests ({b['profiles_per_request']:.1f} profiles each; one "
+            f"per trigger would be 0.02 of the ceiling), accepted in {b['accept_s']:.1f} s, 429s "
+            f"{b['http_429']}, lost {b['lost']}, duplicated {b['duplicated']}, completed {b['completed']}",
+            flush=True,
+        )
     c = run_big_accept()
     print(f"C  accept one 10,000-profile trigger: median {c['median_s']:.2f} s (runs {c['runs']})")
 

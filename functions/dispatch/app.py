@@ -41,7 +41,8 @@ def handle_record(record: SQSRecord, lambda_context: Any) -> str:
         emit=_emit,
         links=wiring.links_table(),
     )
-    outcome = GroupDispatcher(group_id, deps).run(lambda_context.get_remaining_time_in_millis)
+    dispatcher = GroupDispatcher(group_id, deps, early_s=float(message.get("early_s", 0)))
+    outcome = dispatcher.run(lambda_context.get_remaining_time_in_millis)
     logger.info("dispatcher done", extra={"group_id": group_id, "outcome": outcome})
     return outcome
 

@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 import pytest
 from relay.config import Settings
 from relay.flows.accept import estimate_done, lane_of
-from relay.flows.dispatch import build_request, pack, split_created
+from relay.flows.dispatch import (
+    MAX_EARLY_S,
+    DispatchDeps,
+    GroupDispatcher,
+    build_request,
+    pack,
+    split_created,
+)
 from relay.flows.executions import derive_status
 from relay.models.optimized import BatchCreated, Schedule
 from relay.store.dispatch import ClaimedBatch, PendingChunk
@@ -185,3 +192,46 @@ def test_estimate_done() -> None:
 )
 def test_derive_status(counts: dict[str, int], status: str) -> None:
     assert derive_status({"chunks_total": 3, **counts}) == status
+
+
+# -- waking up early enough to prepare a window's batches -------------------------------------------
+
+
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.wakes: list[dict] = []
+
+    def wake(self, group_id: str, *, delay_s: float = 0, early_s: float = 0) -> None:
+        self.wakes.append({"group_id": group_id, "delay_s": delay_s, "early_s": early_s})
+
+
+def dispatcher(early_s: float = 0.0) -> tuple[GroupDispatcher, RecordingQueue, list[float]]:
+    queue, slept = RecordingQueue(), []
+    settings = Settings(dispatch_max_inline_wait_s=2.0, dispatch_wake_lead_s=1.0, optimized_api_token="t")
+    deps = DispatchDeps(table=None, queue=queue, client=None, settings=settings, sleep=slept.append)  # type: ignore[arg-type]
+    return GroupDispatcher("g", deps, early_s=early_s), queue, slept
+
+
+def test_a_short_wait_is_slept_a_long_one_is_a_delayed_wake_up() -> None:
+    d, queue, slept = dispatcher()
+    assert d._wait(1.5) is True
+    assert slept == [1.5]
+    assert d._wait(40.0) is False
+    assert queue.wakes == [{"group_id": "g", "delay_s": 39, "early_s": 0.0}]
+
+
+def test_the_wake_up_comes_early_by_what_preparing_the_last_round_took() -> None:
+    d, queue, _ = dispatcher()
+    d.prepare_s = 6.3  # reading, claiming and loading ten batches took that long
+    d._wait(40.0)
+    [wake] = queue.wakes
+    assert wake["delay_s"] == 32  # floor(40 - 1 lead - 6.3)
+    assert wake["early_s"] == pytest.approx(8.0)  # the woken dispatcher may wait that long for its slot
+
+
+def test_how_early_is_bounded() -> None:
+    d, queue, _ = dispatcher()
+    d.prepare_s = 500.0
+    d._wait(100.0)
+    assert queue.wakes[0]["delay_s"] == 100 - 1 - MAX_EARLY_S
+    assert dispatcher(early_s=10_000)[0].early_s == MAX_EARLY_S + 5.0
