@@ -143,7 +143,6 @@ class GroupDispatcher:
             if at - now > max(d.settings.dispatch_max_inline_wait_s, self.early_s):
                 self._wait(at - now)
                 return f"waiting {at - now:.1f}s for a slot"
-            self.early_s = 0.0  # spent on this slot
             free = min(group_log.free(self.group_rule, at), token_log.free(self.token_rule, at))
             batches = self._form_batches(chunks, free, more_beyond, now)
             if not batches:
@@ -177,6 +176,7 @@ class GroupDispatcher:
             self.prepare_s = d.clock() - round_started
             d.sleep(max(0.0, at - d.clock()))
             limiter_moved, answered_at = self._send_all(claimed)
+            self.early_s = 0.0  # spent on the slot it was woken for
             logs = limiter.settle(
                 d.table,
                 [self.group_log, self.token_log],
