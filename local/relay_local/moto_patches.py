@@ -1,10 +1,14 @@
-"""Make moto's DynamoDB transactions cost O(items in the transaction), not O(table).
+"""Two of moto's costs that grow with the data, made flat. Dev tooling only: the relay never
+imports this.
 
-moto backs up every table a transaction touches with ``copy.deepcopy`` - once per item of the
-transaction - so a 20-item transaction on a table of a few thousand chunks takes seconds and the
-local stack crawls. Here the backup is replaced by a snapshot of just the items the transaction
-touches, restored if the transaction fails; moto's own code still evaluates every condition and
-applies every write. Dev tooling only: the relay itself never imports this.
+* DynamoDB transactions: moto backs up every table a transaction touches with ``copy.deepcopy`` -
+  once per item of the transaction - so a 20-item transaction on a table of a few thousand chunks
+  takes seconds and the local stack crawls. Here the backup is replaced by a snapshot of just the
+  items the transaction touches, restored if the transaction fails; moto's own code still
+  evaluates every condition and applies every write.
+* SQS receives: for every message it looks at, moto checks the retention period by building ALL
+  the queue's attributes, three of which count every message - a receive on a queue holding
+  5,000 messages costs 5,000 x 15,000 steps. Here the check reads the one attribute it needs.
 """
 
 from __future__ import annotations
@@ -77,4 +81,16 @@ def apply() -> None:
                 raise
 
         models.DynamoDBBackend.transact_write_items = transact_write_items
+        _read_retention_period_directly()
         _applied = True
+
+
+def _read_retention_period_directly() -> None:
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        retention_period = int(self.get_queue(queue_name).message_retention_period)
+        return retention_period + message.sent_timestamp / 1000 > unix_time()
+
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
