@@ -235,3 +235,12 @@ def test_how_early_is_bounded() -> None:
     d._wait(100.0)
     assert queue.wakes[0]["delay_s"] == 100 - 1 - MAX_EARLY_S
     assert dispatcher(early_s=10_000)[0].early_s == MAX_EARLY_S + 5.0
+
+
+def test_the_early_allowance_never_outlasts_the_lambda() -> None:
+    d, _, _ = dispatcher(early_s=10.0)
+    s = d.deps.settings
+    after_slot_s = s.dispatch_reserve_ms / 1000 + s.optimized_connect_timeout_s + s.optimized_read_timeout_s
+    assert d._inline_wait_allowed(lambda: 60_000) == 10.0
+    assert d._inline_wait_allowed(lambda: int((after_slot_s + 4) * 1000)) == pytest.approx(4.0)
+    assert d._inline_wait_allowed(lambda: 1_000) == s.dispatch_max_inline_wait_s  # the usual wait stays

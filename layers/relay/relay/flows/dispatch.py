@@ -140,7 +140,7 @@ class GroupDispatcher:
                 token_log.slot_for(self.token_rule, now, wanted),
             )
             at = all_slots if all_slots - first_slot <= d.settings.dispatch_gather_s else first_slot
-            if at - now > max(d.settings.dispatch_max_inline_wait_s, self.early_s):
+            if at - now > self._inline_wait_allowed(remaining_ms):
                 self._wait(at - now)
                 return f"waiting {at - now:.1f}s for a slot"
             free = min(group_log.free(self.group_rule, at), token_log.free(self.token_rule, at))
@@ -187,6 +187,16 @@ class GroupDispatcher:
             )
             if limiter_moved:
                 logs = None  # a 429 or a back-off blocked the group: read it again
+
+    def _inline_wait_allowed(self, remaining_ms: Callable[[], int]) -> float:
+        """How far off a slot may be and still be prepared and waited for here: the usual inline
+        wait, or the early allowance this dispatcher was woken with - but never so long that the
+        send and its answer would not fit in the Lambda's remaining time."""
+        s = self.deps.settings
+        http_s = s.optimized_connect_timeout_s + s.optimized_read_timeout_s
+        after_slot_s = s.dispatch_reserve_ms / 1000 + http_s
+        budget_s = remaining_ms() / 1000 - after_slot_s
+        return max(s.dispatch_max_inline_wait_s, min(self.early_s, budget_s))
 
     def _batches_waiting(self, chunks: list[PendingChunk], more_beyond: bool) -> int:
         size = self.deps.settings.optimized_batch_size

@@ -12,10 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from relay.limits import Log
 from relay.store import codec, keys
 from relay.store.limiter import write_log_operation
 from relay.store.table import MAX_TRANSACTION_ITEMS, ConditionFailed, Table, TransactionCancelled
+
+logger = Logger(child=True)
 
 
 @dataclass
@@ -164,7 +168,10 @@ def claim(
         try:
             table.transact(_claim_operations(later, now))
         except TransactionCancelled:
-            continue
+            continue  # lost a race: those chunks are someone else's
+        except Exception:  # the slots are taken: send what is claimed rather than nothing
+            logger.warning("claiming further batches failed; sending those already claimed", exc_info=True)
+            break
         claimed += later
     return claimed
 
