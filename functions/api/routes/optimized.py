@@ -10,11 +10,11 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 from aws_lambda_powertools.metrics import MetricUnit
 from relay import wiring
-from relay.flows.accept import accept_optimized, body_hash, execution_id_for
+from relay.flows.accept import accept_optimized
 from relay.models.optimized import OptimizedTrigger, TriggerAccepted
 
 from routes.errors import ERRORS
-from routes.keyed import accept_once
+from routes.keyed import KeyedTrigger
 
 router = Router()
 logger = Logger(child=True)
@@ -31,23 +31,22 @@ def post_optimized_trigger(
     trigger: Annotated[OptimizedTrigger, Body(embed=False)],
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
 ) -> Response[TriggerAccepted]:
-    caller = router.context["caller"]
-    request_hash = body_hash(router.current_event.json_body)
-    execution_id = execution_id_for(idempotency_key, caller)
+    request = KeyedTrigger.from_request(router, idempotency_key)
     deps = wiring.accept_deps()
 
     def accept() -> TriggerAccepted:
         return accept_optimized(
-            trigger, execution_id=execution_id, request_hash=request_hash, caller=caller, deps=deps
+            trigger,
+            execution_id=request.execution_id,
+            request_hash=request.request_hash,
+            caller=request.caller,
+            deps=deps,
         )
 
-    accepted = accept_once(
-        scope=f"optimized-triggers#{caller}",
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
+    accepted = request.accept_once(
+        "optimized-triggers",
         settings=deps.settings,
         table=deps.table,
-        lambda_context=router.lambda_context,
         output_model=TriggerAccepted,
         accept=accept,
     )

@@ -12,7 +12,6 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from relay import wiring
-from relay.flows.accept import body_hash, execution_id_for
 from relay.flows.optimove_accept import accept_optimove
 from relay.flows.optimove_schedule import list_scheduled
 from relay.flows.optimove_schemas import ContextRejected, SchemaInvalid, SchemaMissing
@@ -28,7 +27,7 @@ from relay.models.optimove import (
 )
 
 from routes.errors import ERRORS
-from routes.keyed import accept_once
+from routes.keyed import KeyedTrigger
 
 router = Router()
 logger = Logger(child=True)
@@ -45,15 +44,17 @@ def post_optimove_trigger(
     trigger: Annotated[OptimoveTrigger, Body(embed=False)],
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
 ) -> Response[OptimoveTriggerAccepted]:
-    caller = router.context["caller"]
-    request_hash = body_hash(router.current_event.json_body)
-    execution_id = execution_id_for(idempotency_key, caller)
+    request = KeyedTrigger.from_request(router, idempotency_key)
     deps = wiring.optimove_accept_deps()
 
     def accept() -> OptimoveTriggerAccepted:
         try:
             return accept_optimove(
-                trigger, execution_id=execution_id, request_hash=request_hash, caller=caller, deps=deps
+                trigger,
+                execution_id=request.execution_id,
+                request_hash=request.request_hash,
+                caller=request.caller,
+                deps=deps,
             )
         except ContextRejected as rejected:
             first = rejected.details[0]
@@ -69,13 +70,10 @@ def post_optimove_trigger(
                 [ErrorDetail(field="event_generator_id", message="no schema registered")],
             ) from missing
 
-    accepted = accept_once(
-        scope=f"optimove-triggers#{caller}",
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
+    accepted = request.accept_once(
+        "optimove-triggers",
         settings=deps.settings,
         table=deps.table,
-        lambda_context=router.lambda_context,
         output_model=OptimoveTriggerAccepted,
         accept=accept,
     )
