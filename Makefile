@@ -18,6 +18,7 @@ dev: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python -m relay_local.translate template.yaml > $(VENV)/translated.json
 	$(BIN)/cfn-lint $(VENV)/translated.json

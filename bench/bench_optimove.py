@@ -37,13 +37,13 @@ def run(triggers: int, rps: int) -> dict[str, Any]:
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
     with quiet_stack(env, poller_workers=4) as stack:
-        from relay import wiring
-        from relay.flows.optimove_accept import accept_optimove
-        from relay.flows.optimove_limiter import plan
-        from relay.models.optimove import OptimoveTrigger
+        from relay.core.limiter.buckets import plan
+        from relay.destinations.optimove import wiring
+        from relay.destinations.optimove.accept import accept_optimove
+        from relay.destinations.optimove.models import OptimoveTrigger
 
         sandbox = stack.sandbox_optimove
-        deps = wiring.optimove_accept_deps()
+        deps = wiring.accept_deps()
         started = time.monotonic()
         # The burst is in the queue before the dispatchers start, as if it had arrived at once:
         # in one emulated process, accepting alongside dispatching would measure the emulator.

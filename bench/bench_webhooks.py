@@ -52,7 +52,7 @@ def _environment() -> tuple[object, dict[str, str]]:
 
 
 def _request(body: bytes) -> dict:
-    from relay.webhooks.signatures import standard_headers
+    from relay.results.signatures import standard_headers
     from relay_local.gateway import build_http_event
 
     signed = standard_headers(SECRET, f"msg_{uuid.uuid4().hex}", int(time.time()), body)
@@ -64,12 +64,10 @@ def _request(body: bytes) -> dict:
 def main(events: int = DEFAULT_EVENTS) -> None:
     server, _ = _environment()
     try:
-        from relay.config import reset_settings
-        from relay.store import results
+        from relay.core import wiring
+        from relay.results import store as results
+        from relay.results import wiring as results_wiring
         from relay_local.lambdas import LambdaContext, load_handler
-
-        reset_settings()
-        from relay import wiring
 
         wiring.reset()
         handler = load_handler(REPO / "functions" / "webhooks", "app.lambda_handler")
@@ -88,7 +86,7 @@ def main(events: int = DEFAULT_EVENTS) -> None:
 
         # Interleaved, so machine noise and the queue's growth weigh on the three alike.
         requests = [_request(body(i)) for i in range(events)]
-        queue = wiring.result_queue()
+        queue = results_wiring.queue()
         handler_ms: list[float] = []
         write_ms: list[float] = []
         io_ms: list[float] = []
@@ -103,7 +101,7 @@ def main(events: int = DEFAULT_EVENTS) -> None:
                 write_ms.append((time.perf_counter() - t) * 1000)
                 t = time.perf_counter()
                 results.mark_seen(table, "bench", f"io-{uuid.uuid4().hex}", time.time(), 604_800)
-                queue.send([{"kind": "bench", "i": i}])
+                queue.send_many([{"kind": "bench", "i": i}])
                 io_ms.append((time.perf_counter() - t) * 1000)
         handler_rate = 1000 * events / sum(handler_ms)
         write_rate = 1000 * events / sum(write_ms)

@@ -237,7 +237,7 @@ def scan_all(ddb: Any, table: str = "RelayTable") -> list[dict[str, Any]]:
 
 def chunk_items(ddb: Any, execution_id: str) -> list[dict[str, Any]]:
     """The stored chunks of an execution in seq order, plain Python values."""
-    from relay.store import codec
+    from relay.core.store import codec
 
     items = ddb.query(
         TableName="RelayTable",

@@ -9,10 +9,10 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from relay.config import get_settings
-from relay.flows import executions as execution_flows
-from relay.flows.accept import IdempotencyConflict, IdempotencyInProgress
-from relay.http import ApiError, authenticate, check_body_size, validation_error
+from relay.core.http import ApiError, authenticate, check_body_size, validation_error
+from relay.core.settings import get_settings
+from relay.executions import service as execution_flows
+from relay.executions.requests import IdempotencyConflict, IdempotencyInProgress
 from routes import executions, optimized, optimove, results
 
 logger = Logger()

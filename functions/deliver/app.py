@@ -1,6 +1,6 @@
 """Results worker: records each queued result against its execution and forwards it, signed, to
 the customer's endpoint (retries re-queue the message with a back-off delay; see
-relay.flows.results)."""
+relay.results.deliver)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from relay import wiring
-from relay.config import get_settings
-from relay.flows.results import DeliverDeps, handle_message
+from relay.results import wiring
+from relay.results.deliver import handle_message
 
 logger = Logger()
 metrics = Metrics()
@@ -28,15 +27,7 @@ def _emit(name: str, value: float) -> None:
 
 @tracer.capture_method
 def handle_record(record: SQSRecord) -> str:
-    deps = DeliverDeps(
-        table=wiring.table(),
-        queue=wiring.result_queue(),
-        settings=get_settings(),
-        endpoint=wiring.results_endpoint(),
-        emit=_emit,
-        links=wiring.links_table(),
-    )
-    outcome = handle_message(json.loads(record.body), deps)
+    outcome = handle_message(json.loads(record.body), wiring.deliver_deps(_emit))
     logger.debug("result handled", extra={"outcome": outcome})
     return outcome
 

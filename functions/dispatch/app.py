@@ -1,4 +1,5 @@
-"""Dispatch worker: each SQS message wakes one group's dispatcher (see relay.flows.dispatch)."""
+"""Dispatch worker: each SQS message is handed to the destination it names (an Optimized.app
+group's wake-up, an Optimove run to send), which does its work within that destination's limits."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from relay import wiring
-from relay.config import get_settings
-from relay.flows.dispatch import DispatchDeps, GroupDispatcher
+from relay import destinations  # noqa: F401 - registers every destination
+from relay.executions import registry
 
 logger = Logger()
 metrics = Metrics()
@@ -26,24 +26,15 @@ def _emit(name: str, value: float) -> None:
 @tracer.capture_method
 def handle_record(record: SQSRecord, lambda_context: Any) -> str:
     message = json.loads(record.body)
-    if message.get("destination") == "optimove":  # OptimoveQueue: one run per message
-        from relay.flows.optimove_send import send_one
-
-        outcome = send_one(message["execution_id"], wiring.optimove_deps(_emit))
-        logger.info("optimove send done", extra={"execution_id": message["execution_id"], "outcome": outcome})
-        return outcome
-    group_id = message["group_id"]
-    deps = DispatchDeps(
-        table=wiring.table(),
-        queue=wiring.wake_queue(),
-        client=wiring.optimized_client(),
-        settings=get_settings(),
-        emit=_emit,
-        links=wiring.links_table(),
+    destination = registry.get(message.get("destination"))
+    outcome = destination.handle(
+        message, remaining_ms=lambda_context.get_remaining_time_in_millis, emit=_emit
     )
-    dispatcher = GroupDispatcher(group_id, deps, early_s=float(message.get("early_s", 0)))
-    outcome = dispatcher.run(lambda_context.get_remaining_time_in_millis)
-    logger.info("dispatcher done", extra={"group_id": group_id, "outcome": outcome})
+    logger.info(
+        "message handled",
+        extra={"destination": destination.name, "kind": message.get("kind"), "outcome": outcome}
+        | {k: message[k] for k in ("group_id", "execution_id") if k in message},
+    )
     return outcome
 
 

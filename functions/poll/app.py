@@ -1,5 +1,5 @@
-"""Poll worker: each SQS message (delayed) reads one Optimove execution's status once and, until
-it is terminal or OPTIMOVE_POLL_MAX_S has passed, queues the next read (see relay.flows.optimove_poll)."""
+"""Poll worker: each SQS message (delayed) asks its destination to read one execution's status
+once; the destination queues the next read until the status is terminal."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from relay import wiring
-from relay.flows.optimove_poll import poll_one
+from relay import destinations  # noqa: F401 - registers every destination
+from relay.executions import registry
 
 logger = Logger()
 metrics = Metrics()
@@ -24,12 +24,20 @@ def _emit(name: str, value: float) -> None:
 
 
 @tracer.capture_method
-def handle_record(record: SQSRecord) -> str:
+def handle_record(record: SQSRecord, lambda_context: Any) -> str:
     message = json.loads(record.body)
-    outcome = poll_one(message["execution_id"], int(message.get("attempt", 1)), wiring.optimove_deps(_emit))
-    if outcome in ("published", "failed", "unknown"):
-        _emit(f"OptimoveExecutions_{outcome}", 1)
-    logger.info("poll done", extra={"execution_id": message["execution_id"], "outcome": outcome})
+    destination = registry.get(message.get("destination"))
+    outcome = destination.handle(
+        message, remaining_ms=lambda_context.get_remaining_time_in_millis, emit=_emit
+    )
+    logger.info(
+        "poll done",
+        extra={
+            "destination": destination.name,
+            "execution_id": message.get("execution_id"),
+            "outcome": outcome,
+        },
+    )
     return outcome
 
 

@@ -1,5 +1,5 @@
-"""Scheduler (EventBridge, every minute): releases scheduled Optimove triggers due within the
-lookahead, each queued with an SQS delay until its send_at (see relay.flows.optimove_schedule)."""
+"""Scheduler (EventBridge, every minute): every destination releases its scheduled work that is
+due within its lookahead onto its queue."""
 
 from __future__ import annotations
 
@@ -8,23 +8,24 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from relay import wiring
-from relay.config import get_settings
-from relay.flows.optimove_schedule import release_due
+from relay import destinations  # noqa: F401 - registers every destination
+from relay.executions import registry
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 
 
+def _emit(name: str, value: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    released = release_due(
-        wiring.table(), wiring.optimove_queues(), time.time(), get_settings().optimove_scheduler_lookahead_s
-    )
+    now = time.time()
+    released = sum(destination.release_due(now, _emit) for destination in registry.every())
     if released:
-        metrics.add_metric(name="OptimoveTriggersReleased", unit=MetricUnit.Count, value=released)
-        logger.info("released scheduled triggers", extra={"released": released})
+        logger.info("released scheduled work", extra={"released": released})
     return {"released": released}

@@ -10,11 +10,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from relay import wiring
-from relay.config import get_settings
-from relay.flows.results import IngestDeps, QueueUnavailable, ingest
-from relay.http import JSON_HEADERS, ApiError, raw_body
-from relay.webhooks.signatures import SignatureError
+from relay.core.http import JSON_HEADERS, ApiError, raw_body
+from relay.results import wiring
+from relay.results.ingest import QueueUnavailable, ingest
+from relay.results.settings import get_settings
+from relay.results.signatures import SignatureError
 
 logger = Logger()
 metrics = Metrics()
@@ -34,7 +34,7 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
             f"The body has {len(body)} bytes; the limit is {settings.webhook_max_bytes}",
         )
     try:
-        delivery_id = wiring.webhook_verifier().verify(event.get("headers"), body, time.time())
+        delivery_id = wiring.verifier().verify(event.get("headers"), body, time.time())
     except SignatureError as exc:
         metrics.add_metric(name="WebhookSignatureRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook signature rejected", extra={"reason": str(exc)})
@@ -43,7 +43,7 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
         payload = json.loads(body)
     except ValueError as exc:
         raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {exc}") from exc
-    deps = IngestDeps(table=wiring.table(), queue=wiring.result_queue(), settings=settings)
+    deps = wiring.ingest_deps()
     try:
         accepted = ingest(payload, deps)
     except QueueUnavailable as exc:

@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from relay.webhooks.signatures import hmac_signature, standard_headers
+from relay.results.signatures import hmac_signature, standard_headers
 
 
 def signed_headers(

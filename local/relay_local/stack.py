@@ -41,11 +41,7 @@ def _number(value: str) -> int | float:
 
 def refresh_relay_caches() -> None:
     """Make the relay library re-read settings and re-create AWS clients (if it caches them)."""
-    for module_name, function_name in (
-        ("relay.config", "reset_settings"),
-        ("relay.aws", "reset_clients"),
-        ("relay.wiring", "reset"),
-    ):
+    for module_name, function_name in (("relay.core.wiring", "reset"),):
         try:
             module = __import__(module_name, fromlist=[function_name])
             getattr(module, function_name)()

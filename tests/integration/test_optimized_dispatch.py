@@ -29,10 +29,10 @@ from conftest import (
     schedule,
     wait_for,
 )
-from relay.limits import Log, Rule
-from relay.store import dispatch as dispatch_store
-from relay.store.dispatch import ClaimedBatch
-from relay.store.table import Table
+from relay.core.limiter.sliding_log import Log, Rule
+from relay.core.store.table import Table
+from relay.destinations.optimized import store as dispatch_store
+from relay.destinations.optimized.store import ClaimedBatch
 from relay_local.stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

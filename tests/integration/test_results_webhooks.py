@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Api, chunk_items, dlq_messages, queue_depth, relay_env, scan_all, wait_for
-from relay.webhooks.signatures import standard_headers, verify_standard
+from relay.results.signatures import standard_headers, verify_standard
 from relay_local.gateway import build_http_event
 from relay_local.stack import LocalStack
 

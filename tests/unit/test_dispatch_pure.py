@@ -1,4 +1,4 @@
-"""relay.flows.dispatch pure parts (pack, build_request, split_created) and execution status."""
+"""The Optimized.app dispatcher's pure parts (pack, build_request, split_created) and status."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from relay.config import Settings
-from relay.flows.accept import estimate_done, lane_of
-from relay.flows.dispatch import (
+from relay.destinations.optimized.accept import estimate_done, lane_of
+from relay.destinations.optimized.client import Created
+from relay.destinations.optimized.dispatcher import (
     MAX_EARLY_S,
     DispatchDeps,
     GroupDispatcher,
@@ -16,10 +16,10 @@ from relay.flows.dispatch import (
     pack,
     split_created,
 )
-from relay.flows.executions import derive_status
-from relay.models.optimized import BatchCreated, Schedule
-from relay.store.dispatch import ClaimedBatch, PendingChunk
-from relay.upstreams.optimized import Created
+from relay.destinations.optimized.executions import derive_status
+from relay.destinations.optimized.models import BatchCreated, Schedule
+from relay.destinations.optimized.settings import OptimizedSettings as Settings
+from relay.destinations.optimized.store import ClaimedBatch, PendingChunk
 
 CAMPAIGN = "9e679c93-ff33-4b1e-bfad-1ac77afe1aef"
 START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC).timestamp()

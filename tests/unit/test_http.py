@@ -1,4 +1,4 @@
-"""relay.http: field paths, the error shape, auth, body limits."""
+"""relay.core.http: field paths, the error shape, auth, body limits."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import pytest
 from pydantic import ValidationError
-from relay.http import ApiError, authenticate, check_body_size, field_path, json_body, validation_error
-from relay.models.optimized import OptimizedTrigger
+from relay.core.http import ApiError, authenticate, check_body_size, field_path, json_body, validation_error
+from relay.destinations.optimized.models import OptimizedTrigger
 
 GROUP = "cc6cdf44-acf4-4b39-bd17-55b70b769812"
 

@@ -1,11 +1,11 @@
-"""relay.limits: the sliding log never lets limit + 1 hits into any window."""
+"""relay.core.limiter.sliding_log: the sliding log never lets limit + 1 hits into any window."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
-from relay.limits import Log, Rule
+from relay.core.limiter.sliding_log import Log, Rule
 
 RULE = Rule(limit=3, window_s=2.0)
 

@@ -1,4 +1,4 @@
-"""relay.models.optimized: trigger validation and wall-clock conversion."""
+"""relay.destinations.optimized.models: trigger validation and wall-clock conversion."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
-from relay.models.optimized import (
+from relay.destinations.optimized.models import (
     BatchRequest,
     OptimizedTrigger,
     Schedule,

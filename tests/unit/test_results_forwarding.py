@@ -6,11 +6,11 @@ import json
 
 import httpx
 import pytest
-from relay.flows.results import backoff, forward_body, webhook_id
-from relay.store.dispatch import ChunkResult, PendingChunk
-from relay.store.links import link_items
-from relay.upstreams.customer import Delivered, Gone, ResultsEndpoint, RetryLater, parse_retry_after
-from relay.webhooks.signatures import verify_standard
+from relay.destinations.optimized.links import link_items
+from relay.destinations.optimized.store import ChunkResult, PendingChunk
+from relay.results.deliver import backoff, forward_body, webhook_id
+from relay.results.endpoint import Delivered, Gone, ResultsEndpoint, RetryLater, parse_retry_after
+from relay.results.signatures import verify_standard
 
 SECRET = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
 

@@ -1,4 +1,4 @@
-"""relay.upstreams.optimized: every HTTP answer or failure becomes one typed outcome."""
+"""relay.destinations.optimized.client: every HTTP answer or failure becomes one typed outcome."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import json
 
 import httpx
 import pytest
-from relay.models.optimized import BatchRequest, UpstreamCampaign, UpstreamSchedule
-from relay.upstreams.optimized import (
+from relay.destinations.optimized.client import (
     Ambiguous,
     Created,
     OptimizedClient,
@@ -17,6 +16,7 @@ from relay.upstreams.optimized import (
     interpret,
     retry_at,
 )
+from relay.destinations.optimized.models import BatchRequest, UpstreamCampaign, UpstreamSchedule
 
 GROUP = "cc6cdf44-acf4-4b39-bd17-55b70b769812"
 NOW = 1_800_000_000.0

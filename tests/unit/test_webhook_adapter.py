@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from relay.webhooks.optimized import content_id, normalise, split_events
+from relay.results.adapters.optimized import content_id, normalise, split_events
 
 
 @pytest.mark.parametrize(

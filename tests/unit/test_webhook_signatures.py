@@ -7,7 +7,7 @@ import hashlib
 import hmac
 
 import pytest
-from relay.webhooks.signatures import (
+from relay.results.signatures import (
     SignatureError,
     Verifier,
     secret_bytes,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.models.common import ErrorResponse
+from relay.core.models import ErrorResponse
 
 _SCHEMA = {"application/json": {"schema": ErrorResponse.model_json_schema()}}
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from relay.config import Settings
-from relay.flows.accept import body_hash, execution_id_for
-from relay.store.table import Table
+from relay.core.settings import RelaySettings
+from relay.core.store.table import Table
+from relay.executions.requests import body_hash, execution_id_for
 
 Answer = TypeVar("Answer")
 
@@ -37,13 +37,19 @@ class KeyedTrigger:
         )
 
     def accept_once(
-        self, kind: str, *, settings: Settings, table: Table, output_model: type, accept: Callable[[], Answer]
+        self,
+        kind: str,
+        *,
+        settings: RelaySettings,
+        table: Table,
+        output_model: type,
+        accept: Callable[[], Answer],
     ) -> Answer:
         """``accept()`` once per key and caller: a repeat with the same body gets the first
         answer, another body a 409 (IdempotencyConflict). Without a key, just ``accept()``."""
         if not self.idempotency_key:
             return accept()
-        from relay.flows.idempotency import run_once  # lazy: Powertools Idempotency costs ~250 ms cold
+        from relay.executions.idempotency import run_once  # lazy: Powertools Idempotency costs ~250 ms cold
 
         return run_once(
             scope=f"{kind}#{self.caller}",

@@ -9,9 +9,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 from aws_lambda_powertools.metrics import MetricUnit
-from relay import wiring
-from relay.flows.accept import accept_optimized
-from relay.models.optimized import OptimizedTrigger, TriggerAccepted
+from relay.destinations.optimized import wiring
+from relay.destinations.optimized.accept import accept_optimized
+from relay.destinations.optimized.models import OptimizedTrigger, TriggerAccepted
 
 from routes.errors import ERRORS
 from routes.keyed import KeyedTrigger

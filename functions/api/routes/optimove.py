@@ -11,20 +11,21 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
-from relay import wiring
-from relay.flows.optimove_accept import accept_optimove
-from relay.flows.optimove_schedule import list_scheduled
-from relay.flows.optimove_schemas import ContextRejected, SchemaInvalid, SchemaMissing
-from relay.http import ApiError
-from relay.models.common import ErrorDetail
-from relay.models.optimove import (
+from relay.core import wiring as core
+from relay.core.http import ApiError
+from relay.core.models import ErrorDetail
+from relay.destinations.optimove import wiring
+from relay.destinations.optimove.accept import accept_optimove
+from relay.destinations.optimove.models import (
     GeneratorId,
     GeneratorSchema,
     GeneratorSchemaView,
     OptimoveTrigger,
     OptimoveTriggerAccepted,
-    SchedulePage,
 )
+from relay.destinations.optimove.schemas import ContextRejected, SchemaInvalid, SchemaMissing
+from relay.executions.models import SchedulePage
+from relay.executions.service import list_scheduled
 
 from routes.errors import ERRORS
 from routes.keyed import KeyedTrigger
@@ -45,7 +46,7 @@ def post_optimove_trigger(
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
 ) -> Response[OptimoveTriggerAccepted]:
     request = KeyedTrigger.from_request(router, idempotency_key)
-    deps = wiring.optimove_accept_deps()
+    deps = wiring.accept_deps()
 
     def accept() -> OptimoveTriggerAccepted:
         try:
@@ -103,7 +104,7 @@ def put_generator_schema(
     generator_id: Annotated[GeneratorId, Path()],
     body: Annotated[GeneratorSchema, Body(embed=False)],
 ) -> GeneratorSchemaView:
-    registry = wiring.optimove_schemas()
+    registry = wiring.schemas()
     now = time.time()
     try:
         registry.put(generator_id, body.json_schema, now, router.context["caller"])
@@ -125,9 +126,9 @@ def get_generator_schema(generator_id: Annotated[GeneratorId, Path()]) -> Genera
 
 
 def _schema_view(generator_id: str) -> GeneratorSchemaView:
-    from relay.clock import iso
+    from relay.core.clock import iso
 
-    found = wiring.optimove_schemas().lookup(generator_id, fresh=True)
+    found = wiring.schemas().lookup(generator_id, fresh=True)
     if found is None:
         raise ApiError(404, "not_found", f"No schema for event generator {generator_id}")
     source, schema, updated_at = found
@@ -154,7 +155,7 @@ def get_schedules(
         raise ApiError(422, "validation_failed", f"from/to: {exc}") from exc
     if end < start:
         raise ApiError(422, "validation_failed", "to is before from")
-    return SchedulePage(items=list_scheduled(wiring.table(), start, end, limit=limit))
+    return SchedulePage(items=list_scheduled(core.table(), start, end, limit=limit))
 
 
 def _parse_time(value: str) -> float:

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from relay import wiring
-from relay.flows import executions as execution_flows
-from relay.flows import results as result_flows
-from relay.http import ApiError
-from relay.models.results import ResultPage, ResultType
+from relay.core import wiring
+from relay.core.http import ApiError
+from relay.executions import service as execution_flows
+from relay.results import listing
+from relay.results.models import ResultPage, ResultType
 
 from routes.errors import ERRORS
 
@@ -55,7 +55,7 @@ def unmatched_results(
 
 def _page(execution_id: str | None, type_: str | None, limit: int, next_token: str | None) -> ResultPage:
     try:
-        return result_flows.list_results(
+        return listing.list_results(
             wiring.table(), execution_id=execution_id, type_=type_, limit=limit, next_token=next_token
         )
     except ValueError as exc:

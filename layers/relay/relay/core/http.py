@@ -1,0 +1,106 @@
+"""HTTP concerns shared by the API functions: the error shape, API-key auth, body limits."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from relay.core.models import ErrorBody, ErrorDetail, ErrorResponse, json_safe
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class ApiError(Exception):
+    """An answer in the documented error shape: raise it anywhere below a route."""
+
+    def __init__(self, status: int, code: str, message: str, details: Sequence[ErrorDetail] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = list(details)
+
+    def body(self) -> str:
+        return ErrorResponse(
+            error=ErrorBody(code=self.code, message=self.message, details=self.details)
+        ).model_dump_json(exclude_none=True)
+
+    def as_lambda_response(self) -> dict[str, Any]:
+        return {"statusCode": self.status, "headers": JSON_HEADERS, "body": self.body()}
+
+
+def field_path(loc: Iterable[Any]) -> str:
+    """("body", "profiles", 3, "person", "phone_number") -> "profiles[3].person.phone_number"."""
+    path = ""
+    for part in loc:
+        if part in ("body", "query", "path", "header"):
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def validation_error(errors: Sequence[dict[str, Any]]) -> ApiError:
+    if any(e.get("type") == "json_invalid" for e in errors):
+        first = next(e for e in errors if e.get("type") == "json_invalid")
+        reason = json_safe((first.get("ctx") or {}).get("error", "JSON decode error"))
+        return ApiError(400, "invalid_json", f"The request body is not valid JSON: {reason}")
+    details = [
+        ErrorDetail(field=field_path(e.get("loc", ())) or None, message=str(e.get("msg")), type=e.get("type"))
+        for e in errors
+    ]
+    first = details[0] if details else None
+    message = f"{first.field}: {first.message}" if first and first.field else "The request is not valid"
+    if len(details) > 1:
+        message += f" (and {len(details) - 1} more)"
+    return ApiError(422, "validation_failed", message, details)
+
+
+def raw_body(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return base64.b64decode(body)
+    return body.encode()
+
+
+def check_body_size(event: dict[str, Any], limit: int) -> None:
+    size = len(raw_body(event))
+    if size > limit:
+        raise ApiError(413, "payload_too_large", f"The body has {size} bytes; the limit is {limit}")
+
+
+def bearer_token(headers: dict[str, str] | None) -> str | None:
+    value = (headers or {}).get("authorization") or (headers or {}).get("Authorization") or ""
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def authenticate(headers: dict[str, str] | None, keys: frozenset[str]) -> str:
+    """The caller's id (a hash of its key, safe to log) or a 401."""
+    token = bearer_token(headers)
+    if not token:
+        raise ApiError(401, "unauthorized", "Send an API key as 'Authorization: Bearer <key>'")
+    # Compare against every key without short-circuit, in constant time per key.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(token.encode(), key.encode())
+    if not matched:
+        raise ApiError(401, "unauthorized", "The API key is not valid")
+    return caller_id(token)
+
+
+def caller_id(token: str) -> str:
+    return "key-" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def json_body(event: dict[str, Any]) -> Any:
+    try:
+        return json.loads(raw_body(event) or b"null")
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {exc}") from exc

@@ -1,0 +1,125 @@
+"""Persistence of limiter logs: read consistently, write back only if nobody else did."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from relay.core.limiter.sliding_log import Log, Rule
+from relay.core.store import codec, keys
+from relay.core.store.table import ConditionFailed, Table, TransactionCancelled
+
+
+def read_logs(table: Table, names: list[str]) -> dict[str, Log]:
+    found = {item["pk"]: item for item in table.get_many([keys.limiter(n) for n in names])}
+    logs: dict[str, Log] = {}
+    for name in names:
+        item = found.get(keys.limiter(name)["pk"])
+        logs[name] = (
+            Log(
+                hits=item.get("hits", []),
+                unsettled=item.get("unsettled", []),
+                blocked_until=item.get("blocked_until", 0.0),
+                version=item["v"],
+            )
+            if item
+            else Log()
+        )
+    return logs
+
+
+def write_log_operation(name: str, log: Log, *, expires_at: int) -> dict[str, Any]:
+    """A transaction item replacing the log iff its version is the one we read."""
+    return {
+        "Update": {
+            "Key": codec.dump(keys.limiter(name)),
+            "UpdateExpression": "SET hits = :hits, unsettled = :unsettled, blocked_until = :blocked, "
+            "v = :next, expires_at = :exp",
+            "ConditionExpression": "attribute_not_exists(pk) OR v = :v" if log.version == 0 else "v = :v",
+            "ExpressionAttributeValues": codec.values(
+                hits=log.hits,
+                unsettled=log.unsettled,
+                blocked=log.blocked_until,
+                next=log.version + 1,
+                v=log.version,
+                exp=expires_at,
+            ),
+        }
+    }
+
+
+def block(table: Table, name: str, until: float, *, expires_at: int) -> None:
+    """Feed an upstream's 429 reset time back into the log (only ever moves it later)."""
+    with contextlib.suppress(ConditionFailed):  # already blocked at least that long
+        table.update(
+            keys.limiter(name),
+            "SET blocked_until = :until, expires_at = :exp ADD v :one",
+            values=codec.values(until=until, exp=expires_at, one=1),
+            condition="attribute_not_exists(blocked_until) OR blocked_until < :until",
+        )
+
+
+def settle(
+    table: Table,
+    names: list[str],
+    provisional: float,
+    actual: list[float],
+    *,
+    expires_at: int,
+    unused: int = 0,
+) -> dict[str, Log]:
+    """Settle the hits claimed at ``provisional``: one per entry of ``actual``, moved to that time
+    (when the upstream had answered that request), and ``unused`` ones (never sent) dropped. An
+    answer time is an upper bound of when the upstream counted the request, so windows measured
+    from it can never open early on the upstream's side, whatever the network latency was.
+    Returns the logs as written."""
+    while True:
+        logs = read_logs(table, names)
+        settled = {name: log.settled(provisional, actual, unused) for name, log in logs.items()}
+        try:
+            table.transact([write_log_operation(n, log, expires_at=expires_at) for n, log in settled.items()])
+        except TransactionCancelled:
+            continue  # someone else took a slot meanwhile: read again and re-apply
+        return {n: replace(log, version=log.version + 1) for n, log in settled.items()}
+
+
+class LogLimiter:
+    """A sliding log taken one slot at a time (low rates: at most ``rule.limit`` in any window).
+
+    The slot is stamped settled at once: the caller sends right after taking it, as with buckets."""
+
+    def __init__(
+        self,
+        table: Table,
+        name: str,
+        rule: Rule,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.table, self.name, self.rule, self.clock, self.sleep = table, name, rule, clock, sleep
+
+    def acquire(self, max_wait_s: float) -> float | None:
+        from relay.core.limiter import paused_until
+
+        deadline = self.clock() + max_wait_s
+        while True:
+            now = self.clock()
+            log = read_logs(self.table, [self.name])[self.name]
+            at = max(log.next_slot(self.rule, now), paused_until())
+            if at > deadline:
+                return None
+            if at > now:
+                self.sleep(at - now)
+                continue
+            taken = log.with_hits(self.rule, now).settled(now, [now])
+            try:
+                self.table.transact(
+                    [write_log_operation(self.name, taken, expires_at=int(now + self.rule.window_s + 3600))]
+                )
+            except TransactionCancelled:
+                continue  # another sender took a slot meanwhile: read again
+            return now

@@ -1,0 +1,130 @@
+"""Every key of the relay's tables, in one place.
+
+RelayTable (single table): ``pk``/``sk``; gsi1 lists executions newest first; gsi2 holds work
+that waits for something: pending and sending chunks per Optimized.app group (by creation) and
+scheduled Optimove triggers (by send time). LinksTable: upstream ids -> what caused them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+EXECUTIONS_INDEX = "gsi1"
+WAITING_INDEX = "gsi2"  # pending/sending chunks per group, scheduled triggers per destination
+EXECUTIONS_PARTITION = "EXECUTIONS"
+META = "META"
+RESULTS_UNMATCHED_PARTITION = "RESULTS#UNMATCHED"
+RESULT_PREFIX = "RESULT#"
+CHUNK_PREFIX = "CHUNK#"
+
+
+# --- Executions and their chunks ------------------------------------------------------------------
+
+
+def execution_partition(execution_id: str) -> str:
+    return f"EXEC#{execution_id}"
+
+
+def execution(execution_id: str) -> dict[str, str]:
+    return {"pk": execution_partition(execution_id), "sk": META}
+
+
+def executions_sort(created_iso: str, execution_id: str) -> str:
+    return f"{created_iso}#{execution_id}"
+
+
+def chunk(execution_id: str, seq: int) -> dict[str, str]:
+    return {"pk": execution_partition(execution_id), "sk": chunk_sk(seq)}
+
+
+def chunk_sk(seq: int) -> str:
+    return f"{CHUNK_PREFIX}{seq:06d}"
+
+
+# --- Waiting work (gsi2) --------------------------------------------------------------------------
+
+
+def pending_partition(group_id: str) -> str:
+    return f"PENDING#{group_id}"
+
+
+def sending_partition(group_id: str) -> str:
+    """Chunks claimed but not finished: findable, so one stuck by a crash is never forgotten."""
+    return f"SENDING#{group_id}"
+
+
+def pending_sort(created_iso: str, execution_id: str, seq: int) -> str:
+    return f"{created_iso}#{execution_id}#{seq:06d}"
+
+
+def scheduled_partition(destination: str) -> str:
+    return f"SCHEDULED#{destination}"
+
+
+def scheduled_sort(send_at_iso: str, execution_id: str) -> str:
+    return f"{send_at_iso}#{execution_id}"
+
+
+# --- Dispatch state and rate limiters -------------------------------------------------------------
+
+
+def group_state(group_id: str) -> dict[str, str]:
+    return {"pk": f"GROUP#{group_id}", "sk": "STATE"}
+
+
+def limiter(name: str) -> dict[str, str]:
+    return {"pk": f"LIMIT#{name}", "sk": "LOG"}
+
+
+def limiter_bucket(name: str, index: int) -> dict[str, str]:
+    return {"pk": f"LIMIT#{name}", "sk": f"BUCKET#{index}"}
+
+
+def token_fingerprint(token: str | None) -> str:
+    """Limiter key for a token: a hash, never the token itself."""
+    return hashlib.sha256((token or "").encode()).hexdigest()[:16]
+
+
+# --- Per-destination records ----------------------------------------------------------------------
+
+
+def dedupe(destination: str, key_hash: str) -> dict[str, str]:
+    return {"pk": f"DEDUPE#{destination}#{key_hash}", "sk": "KEY"}
+
+
+def generator_schema(generator_id: str) -> dict[str, str]:
+    return {"pk": f"OPTIMOVE_SCHEMA#{generator_id}", "sk": "SCHEMA"}
+
+
+# --- Results --------------------------------------------------------------------------------------
+
+
+def webhook_seen(source: str, event_id: str) -> dict[str, str]:
+    return {"pk": f"WEBHOOK#{source}#{event_id}", "sk": "DEDUPE"}
+
+
+def result(execution_id: str | None, received_iso: str, event_id: str) -> dict[str, str]:
+    pk = execution_partition(execution_id) if execution_id else RESULTS_UNMATCHED_PARTITION
+    return {"pk": pk, "sk": f"{RESULT_PREFIX}{received_iso}#{event_id}"}
+
+
+def forwarding_state(url: str) -> dict[str, str]:
+    # Keyed by the URL: configuring a new endpoint turns forwarding back on.
+    return {"pk": "FORWARDING#" + hashlib.sha256(url.encode()).hexdigest()[:16], "sk": "STATE"}
+
+
+# --- LinksTable -----------------------------------------------------------------------------------
+
+LINK_SK = "LINK"
+
+
+def profile_link(uuid: str) -> dict[str, str]:
+    return {"pk": f"LINK#profile#{uuid}", "sk": LINK_SK}
+
+
+def external_link(external_id: str) -> dict[str, str]:
+    return {"pk": f"LINK#external#{external_id}", "sk": LINK_SK}
+
+
+def batch_link(batch_uuid: str) -> dict[str, str]:
+    return {"pk": f"LINK#batch#{batch_uuid}", "sk": LINK_SK}

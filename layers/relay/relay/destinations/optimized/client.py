@@ -1,0 +1,84 @@
+"""Optimized.app batches API client: one call, one typed outcome (see ``upstreams.outcomes``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+from pydantic import ValidationError
+
+from relay.core.outcomes import (
+    Ambiguous,
+    RateLimited,
+    Rejected,
+    Unavailable,
+    failure,
+    retry_at,
+    send,
+    upstream_message,
+)
+from relay.destinations.optimized.models import BatchCreated, BatchRequest
+
+
+@dataclass(frozen=True)
+class Created:
+    batch: BatchCreated
+
+
+Outcome = Created | RateLimited | Rejected | Unavailable | Ambiguous
+
+
+class OptimizedClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 15.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Accept": "application/json", "User-Agent": "campaign-relay/0.1"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def create_batch(self, group_id: str, request: BatchRequest, *, now: float | None = None) -> Outcome:
+        response = send(lambda: self._http.post(f"/v1/groups/{group_id}/batches", json=request.body()))
+        if not isinstance(response, httpx.Response):
+            return response
+        return interpret(response, now=time.time() if now is None else now)
+
+
+def interpret(response: httpx.Response, *, now: float) -> Outcome:
+    status = response.status_code
+    if status in (200, 201):
+        try:
+            return Created(BatchCreated.model_validate_json(response.content))
+        except ValidationError as exc:
+            # Accepted upstream but unreadable: it was created, we just do not know its ids.
+            return Ambiguous(f"{status} with an unreadable body: {exc.errors()[:1]}")
+    return failure(response, now=now)
+
+
+__all__ = [
+    "Ambiguous",
+    "Created",
+    "OptimizedClient",
+    "Outcome",
+    "RateLimited",
+    "Rejected",
+    "Unavailable",
+    "interpret",
+    "retry_at",
+    "upstream_message",
+]

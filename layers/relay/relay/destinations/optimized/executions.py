@@ -1,0 +1,146 @@
+"""Optimized.app executions as the API shows them (status derived from chunk counters kept by
+conditional writes), cancelled (chunk by chunk) and listed as scheduled work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay.core.clock import iso
+from relay.core.store.table import Table
+from relay.destinations.optimized import store
+from relay.destinations.optimized.models import ExecutionStatus
+from relay.executions.models import (
+    COUNTERS,
+    ChunkCounts,
+    ChunkError,
+    ChunkView,
+    ExecutionView,
+    ProfileCounts,
+    ResultCounts,
+    ScheduledItem,
+)
+from relay.executions.registry import NotCancellable
+
+
+class OptimizedExecutionView(ExecutionView):
+    status: ExecutionStatus
+
+
+def derive_status(item: dict[str, Any]) -> str:
+    total = int(item.get("chunks_total", 0))
+    sent, failed = int(item.get("chunks_sent", 0)), int(item.get("chunks_failed", 0))
+    ambiguous, dead = int(item.get("chunks_ambiguous", 0)), int(item.get("chunks_dead_lettered", 0))
+    cancelled = int(item.get("chunks_cancelled", 0))
+    finished = sent + failed + ambiguous + dead + cancelled
+    if finished < total:
+        return "dispatching" if finished - cancelled > 0 else "queued"
+    if cancelled == total or (cancelled and sent + failed + ambiguous + dead == 0):
+        return "cancelled"
+    if failed + dead == total - cancelled:
+        return "failed"
+    if failed + dead + ambiguous:
+        return "partially_failed"
+    return "completed"
+
+
+def view(item: dict[str, Any], chunk_items: list[dict[str, Any]] | None = None) -> OptimizedExecutionView:
+    def count(name: str) -> int:
+        return int(item.get(name, 0))
+
+    total = count("chunks_total")
+    finished = sum(
+        count(f"chunks_{s}") for s in ("sent", "failed", "ambiguous", "dead_lettered", "cancelled")
+    )
+    details = None
+    if chunk_items is not None:
+        details = [
+            ChunkView(
+                seq=c["seq"],
+                profiles=c.get("profile_count", 0),
+                status=c["status"],
+                batch_uuid=c.get("batch_uuid"),
+                schedule_uuid=c.get("schedule_uuid"),
+                start_shifted=bool(c.get("start_shifted")),
+                sent_start_at=c.get("sent_start_at"),
+                sent_at=iso(c["sent_at"]) if c.get("sent_at") else None,
+                attempts=c.get("attempts", 0),
+                error=ChunkError(**c["error"]) if c.get("error") else _last_error(c),
+            )
+            for c in chunk_items
+        ]
+    schedule = item.get("schedule")
+    if schedule and schedule.get("start_at") is not None:
+        schedule = {**schedule, "start_at": iso(schedule["start_at"])}
+    return OptimizedExecutionView(
+        execution_id=item["execution_id"],
+        destination=item["destination"],
+        status=derive_status(item),  # type: ignore[arg-type]
+        group_id=item.get("group_id"),
+        schedule=schedule,
+        profiles=ProfileCounts(
+            total=count("profiles_total"),
+            sent=count("profiles_sent"),
+            failed=count("profiles_failed"),
+            ambiguous=count("profiles_ambiguous"),
+            dead_lettered=count("profiles_dead_lettered"),
+            cancelled=count("profiles_cancelled"),
+        ),
+        chunks=ChunkCounts(
+            total=total,
+            pending=total - finished,
+            sent=count("chunks_sent"),
+            failed=count("chunks_failed"),
+            ambiguous=count("chunks_ambiguous"),
+            dead_lettered=count("chunks_dead_lettered"),
+            cancelled=count("chunks_cancelled"),
+            start_shifted=count("chunks_start_shifted"),
+        ),
+        created_at=iso(item["created_at"]),
+        updated_at=iso(item.get("updated_at", item["created_at"])),
+        first_sent_at=iso(item["first_finished_at"]) if item.get("first_finished_at") else None,
+        last_sent_at=iso(item["last_finished_at"]) if item.get("last_finished_at") else None,
+        estimated_dispatch_done_at=item.get("estimated_dispatch_done_at") or None,
+        warnings=item.get("warnings", []),
+        results=ResultCounts(**{name: count(f"results_{name}") for name in COUNTERS}),
+        chunk_details=details,
+    )
+
+
+def _last_error(chunk: dict[str, Any]) -> ChunkError | None:
+    """A waiting chunk shows why its last attempt failed; a finished one shows only its own error."""
+    if chunk.get("status") not in ("pending", "sending"):
+        return None
+    last = chunk.get("last_error")
+    return ChunkError(**last) if last else None
+
+
+def get(table: Table, item: dict[str, Any], *, details: bool) -> OptimizedExecutionView:
+    return view(item, store.chunk_summaries(table, item["execution_id"]) if details else None)
+
+
+def cancel(table: Table, item: dict[str, Any], now: float) -> OptimizedExecutionView:
+    execution_id = item["execution_id"]
+    store.mark_cancel_requested(table, execution_id, now)
+    cancelled = 0
+    for chunk in store.pending_chunk_keys(table, execution_id):
+        if store.cancel_chunk(
+            table, execution_id, chunk["sk"], chunk["group_id"], chunk["profile_count"], now
+        ):
+            cancelled += 1
+    if cancelled == 0 and derive_status(item) not in ("queued", "dispatching"):
+        raise NotCancellable(f"execution is {derive_status(item)}; nothing left to cancel")
+    current = table.get({"pk": item["pk"], "sk": item["sk"]}) or item
+    return get(table, current, details=True)
+
+
+def scheduled(item: dict[str, Any]) -> ScheduledItem | None:
+    schedule = item.get("schedule") or {}
+    if schedule.get("start_at") is None:
+        return None
+    return ScheduledItem(
+        execution_id=item["execution_id"],
+        destination=item["destination"],
+        status=derive_status(item),
+        run_at=iso(float(schedule["start_at"])),
+        details={"group_id": item.get("group_id"), "campaign_uuid": schedule.get("campaign_uuid")},
+    )

@@ -1,0 +1,151 @@
+"""Optimized.app: the relay's trigger API models and the upstream batches API payloads."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from relay.core.models import EmailAddress, PhoneNumber
+from relay.core.timeutil import IanaZone, to_utc
+
+# Group ids are UUIDs in Optimized.app's admin ("Organization Settings -> Integration").
+GroupId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")]
+
+# Accepted clock skew when checking that start_at is not in the past.
+START_AT_SKEW_S = 5
+
+
+class Person(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    first_name: str | None = Field(None, max_length=255)
+    last_name: str | None = Field(None, max_length=255)
+    phone_number: PhoneNumber | None = None
+    email_address: EmailAddress | None = None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Person:
+        if not self.phone_number and not self.email_address:
+            raise ValueError("a profile needs person.phone_number (E.164) or person.email_address")
+        return self
+
+
+class Attribute(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    value: str | int | float | bool | None
+
+
+class Profile(BaseModel):
+    """A profile as in the batches API, plus the caller's own ``ref`` to map results back."""
+
+    person: Person
+    attributes: list[Attribute] = Field(default_factory=list)
+    ref: str | None = Field(None, max_length=256, description="Caller's own reference, echoed in results")
+
+
+class Schedule(BaseModel):
+    campaign_uuid: UUID
+    timezone: IanaZone | None = Field(None, description="IANA time zone for a start_at without offset")
+    start_at: datetime | None = Field(
+        None,
+        description="ISO 8601. With an offset it is exact; without one it is local time in `timezone` "
+        "(UTC when no timezone). Omitted: as soon as the chunk is sent.",
+    )
+    calls_per_minute: int | None = Field(None, ge=1, le=60)
+
+    @field_validator("start_at")
+    @classmethod
+    def _to_utc(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None:
+            return value
+        utc = to_utc(value, info.data.get("timezone"))
+        if utc.timestamp() < time.time() - START_AT_SKEW_S:
+            raise ValueError("start_at is in the past")
+        return utc
+
+
+class OptimizedTrigger(BaseModel):
+    """``POST /v1/optimized/triggers``: any number of profiles for one group."""
+
+    group_id: GroupId = Field(description="Optimized.app group UUID")
+    profiles: list[Profile] = Field(min_length=1)
+    schedule: Schedule | None = None
+
+
+class TriggerAccepted(BaseModel):
+    execution_id: str
+    status: str
+    profiles: int
+    chunks: int
+    estimated_dispatch_done_at: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+# --- Upstream: POST /v1/groups/{GROUP_ID}/batches ------------------------------------------------
+
+
+class UpstreamCampaign(BaseModel):
+    uuid: str
+
+
+class UpstreamSchedule(BaseModel):
+    start_at: str = Field(description="UTC, 'YYYY-MM-DD HH:MM:SS'")
+    campaign: UpstreamCampaign
+    calls_per_minute: int | None = None
+
+
+class BatchRequest(BaseModel):
+    profiles: list[dict] = Field(max_length=50)
+    schedule: UpstreamSchedule | None = None
+
+    def body(self) -> dict:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class UpstreamProfileRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    uuid: str | None = None
+    external_id: str | None = None
+
+
+class UpstreamScheduleRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    uuid: str | None = None
+    status: str | None = None
+    start_at: str | None = None
+
+
+class BatchCreated(BaseModel):
+    """The parts of the 201 answer the relay keeps."""
+
+    model_config = ConfigDict(extra="ignore")
+    uuid: str
+    profiles: list[UpstreamProfileRef] = Field(default_factory=list)
+    schedule: UpstreamScheduleRef | None = None
+
+
+def upstream_start_at(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ceil_to_second(ts: float) -> float:
+    """Upstream start times have whole seconds; round up so a shifted start is never in the past."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    if dt.microsecond:
+        dt = dt.replace(microsecond=0) + timedelta(seconds=1)
+    return dt.timestamp()
+
+
+ExecutionStatus = Literal["queued", "dispatching", "completed", "partially_failed", "failed", "cancelled"]

@@ -1,0 +1,104 @@
+"""Optimove API-triggered campaigns client: run an event generator, read an execution's status.
+
+One call, one typed outcome (see ``upstreams.outcomes``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+from pydantic import ValidationError
+
+from relay.core.outcomes import Ambiguous, RateLimited, Rejected, Unavailable, failure, send
+from relay.destinations.optimove.models import ExecutionStatusReport, RunAccepted, RunRequest
+
+
+@dataclass(frozen=True)
+class Accepted:
+    run: RunAccepted
+
+
+@dataclass(frozen=True)
+class Status:
+    report: ExecutionStatusReport
+
+
+RunOutcome = Accepted | RateLimited | Rejected | Unavailable | Ambiguous
+StatusOutcome = Status | RateLimited | Rejected | Unavailable | Ambiguous
+
+
+class OptimoveClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        brand_key: str | None,
+        *,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 10.0,
+        retry_after_default_s: float = 1.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Accept": "application/json", "User-Agent": "campaign-relay/0.1"}
+        if api_key:
+            headers["x-api-key"] = api_key
+        if brand_key:
+            headers["x-brand-key"] = brand_key
+        self.retry_after_default_s = retry_after_default_s
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+            transport=transport,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def run(self, event_generator_id: str, request: RunRequest) -> RunOutcome:
+        response = send(
+            lambda: self._http.post(
+                f"/event-generators/{event_generator_id}/run", json=request.model_dump(mode="json")
+            )
+        )
+        if not isinstance(response, httpx.Response):
+            return response
+        status = response.status_code
+        if status in (200, 201, 202):
+            try:
+                return Accepted(RunAccepted.model_validate_json(response.content))
+            except ValidationError as exc:
+                return Ambiguous(f"{status} with an unreadable body: {exc.errors()[:1]}")
+        return self._failure(response)
+
+    def status(self, optimove_execution_id: str) -> StatusOutcome:
+        try:
+            response = self._http.get(f"/executions/{optimove_execution_id}/status")
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            # A status read changes nothing upstream: every transport failure is just "try later".
+            return Unavailable(None, f"{type(exc).__name__}: {exc}")
+        if response.status_code == 200:
+            try:
+                return Status(ExecutionStatusReport.model_validate_json(response.content))
+            except ValidationError as exc:
+                return Unavailable(200, f"unreadable status body: {exc.errors()[:1]}")
+        return self._failure(response)
+
+    def _failure(self, response: httpx.Response) -> RateLimited | Rejected | Unavailable:
+        return failure(response, now=time.time(), default_retry_s=self.retry_after_default_s)
+
+
+__all__ = [
+    "Accepted",
+    "Ambiguous",
+    "OptimoveClient",
+    "RateLimited",
+    "Rejected",
+    "RunOutcome",
+    "Status",
+    "StatusOutcome",
+    "Unavailable",
+]

@@ -1,0 +1,34 @@
+"""The Optimove path's two queues: runs to send (on the dispatch queue) and status polls (delayed,
+on the poll queue). Both carry execution ids only; the state lives in DynamoDB."""
+
+from __future__ import annotations
+
+from relay.core.queue import Queue
+
+DESTINATION = "optimove"
+
+
+class RunQueues:
+    def __init__(self, send: Queue, poll: Queue) -> None:
+        self.send_queue = send
+        self.poll_queue = poll
+
+    def send(self, execution_id: str, *, delay_s: float = 0) -> None:
+        self.send_queue.send(
+            {"kind": "send", "destination": DESTINATION, "execution_id": execution_id}, delay_s=delay_s
+        )
+
+    def poll(self, execution_id: str, *, attempt: int, delay_s: float) -> None:
+        message = {
+            "kind": "poll",
+            "destination": DESTINATION,
+            "execution_id": execution_id,
+            "attempt": attempt,
+        }
+        self.poll_queue.send(message, delay_s=delay_s)
+
+    def dead_letter(self, execution_id: str, reason: str) -> None:
+        """A run that exhausted its retries: parked for `relay-dlq redrive` (the execution shows it)."""
+        self.send_queue.dead_letter(
+            {"kind": "dead_send", "destination": DESTINATION, "execution_id": execution_id}, reason
+        )

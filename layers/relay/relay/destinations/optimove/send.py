@@ -1,0 +1,187 @@
+"""Sending one Optimove run: slot from the brand limiter, queued -> sending, call, record.
+
+The conditional move queued -> sending is what makes SQS redelivery harmless: only the worker
+that made it calls Optimove. Outcomes: 202 stores Optimove's execution id and queues the first
+status poll; 429 goes back to queued and is retried after Retry-After (never lost, no attempt
+counted); 5xx / unreachable is retried with exponential backoff and jitter, at most
+OPTIMOVE_MAX_ATTEMPTS, then dead-lettered; 4xx is final (`failed` with the upstream's answer).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from relay.core.backoff import full_jitter
+from relay.core.limiter import Limiter, pause_until, per_second
+from relay.core.store import keys
+from relay.core.store.table import ConditionFailed, Table
+from relay.destinations.optimove import store
+from relay.destinations.optimove.client import Accepted, Ambiguous, OptimoveClient, RateLimited, Rejected
+from relay.destinations.optimove.models import RunRequest
+from relay.destinations.optimove.queues import RunQueues
+from relay.destinations.optimove.results import forward_result
+from relay.destinations.optimove.settings import OptimoveSettings
+
+logger = Logger(child=True)
+
+# A `sending` older than this was interrupted (the worker died mid-call): redelivery finds it.
+STALE_SENDING_S = 120.0
+
+
+@dataclass
+class OptimoveDeps:
+    table: Table
+    queues: RunQueues
+    client: OptimoveClient
+    settings: OptimoveSettings
+    sqs: Any = None
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    emit: Callable[[str, float], None] = field(default=lambda name, value: None)
+
+    def limiter(self) -> Limiter:
+        s = self.settings
+        return per_second(
+            self.table,
+            f"optimove-brand#{keys.token_fingerprint(s.optimove_keys()[1])}",
+            s.optimove_brand_rps,
+            min_bucket_s=s.optimove_limit_bucket_min_s,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+
+
+def _finish(deps: OptimoveDeps, item: dict[str, Any]) -> None:
+    forward_result(item, deps.settings, deps.sqs)
+
+
+def send_one(execution_id: str, deps: OptimoveDeps) -> str:
+    s, table = deps.settings, deps.table
+    item = store.get(table, execution_id)
+    if not item:
+        return "no such execution"
+    status = item["status"]
+    if status == "sending":
+        if deps.clock() - float(item.get("sending_at", 0)) < STALE_SENDING_S:
+            return "being sent elsewhere"
+        try:
+            done = store.transition(
+                table,
+                execution_id,
+                allowed_from=["sending"],
+                to="unknown",
+                now=deps.clock(),
+                fields={
+                    "error_code": "send_interrupted",
+                    "error_message": "the send was interrupted; "
+                    "Optimove may or may not have run it (not re-sent: it has no de-duplication)",
+                },
+            )
+        except ConditionFailed:
+            return "moved on"
+        _finish(deps, done)
+        return "interrupted send marked unknown"
+    if status != "queued":
+        return f"nothing to do: {status}"
+
+    if deps.limiter().acquire(s.optimove_max_inline_wait_s) is None:
+        deps.queues.send(execution_id, delay_s=random.uniform(1, 3))
+        deps.emit("OptimoveSlotWaits", 1)
+        return "no slot yet, re-queued"
+    now = deps.clock()
+    try:
+        store.transition(
+            table, execution_id, allowed_from=["queued"], to="sending", now=now, fields={"sending_at": now}
+        )
+    except ConditionFailed:
+        return "taken elsewhere (or cancelled)"
+    request = RunRequest(topic_key=item["topic_key"], context=json.loads(item["context_json"]))
+    outcome = deps.client.run(item["event_generator_id"], request)
+    return record(execution_id, item, outcome, deps)
+
+
+def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: OptimoveDeps) -> str:
+    s, now = deps.settings, deps.clock()
+    attempts = int(item.get("attempts", 0))
+    # Every outcome moves the run out of `sending`, and only from there (SQS may redeliver).
+    leave_sending = partial(store.transition, deps.table, execution_id, allowed_from=["sending"], now=now)
+    if isinstance(outcome, Accepted):
+        # Queue the first poll before recording: a crash between the two leaves a poll that
+        # finds `sending` and waits, never an accepted run that nobody follows.
+        deps.queues.poll(execution_id, attempt=1, delay_s=s.optimove_poll_first_delay_s)
+        leave_sending(
+            to="accepted",
+            fields={
+                "optimove_execution_id": outcome.run.execution_id,
+                "upstream_status": outcome.run.status,
+                "sent_at": now,
+            },
+            remove=["last_error"],
+        )
+        deps.emit("OptimoveRunsAccepted", 1)
+        logger.info("optimove run accepted", extra={"execution_id": execution_id})
+        return "accepted"
+    if isinstance(outcome, RateLimited):
+        pause_until(outcome.retry_at)
+        leave_sending(
+            to="queued",
+            fields={"last_error": {"status": 429, "message": "rate limited by Optimove"}},
+            add={"rate_limited": 1},
+            note="429: retry after Retry-After",
+        )
+        deps.queues.send(execution_id, delay_s=max(0.0, outcome.retry_at - now))
+        deps.emit("OptimoveRateLimited", 1)
+        return "rate limited, re-queued"
+    if isinstance(outcome, Rejected):
+        done = leave_sending(
+            to="failed",
+            fields={
+                "error_code": f"http_{outcome.status}",
+                "error_message": outcome.message,
+                "upstream_http_status": outcome.status,
+            },
+        )
+        _finish(deps, done)
+        deps.emit("OptimoveRunsRejected", 1)
+        return f"rejected {outcome.status}"
+    if isinstance(outcome, Ambiguous) and not s.optimove_resend_ambiguous:
+        done = leave_sending(
+            to="unknown",
+            fields={"error_code": "ambiguous", "error_message": outcome.message},
+        )
+        _finish(deps, done)
+        return "ambiguous"
+    # Unavailable (or an ambiguous answer with OPTIMOVE_RESEND_AMBIGUOUS): retry, bounded.
+    message = outcome.message
+    status = getattr(outcome, "status", None)
+    attempts += 1
+    if attempts >= s.optimove_max_attempts:
+        done = leave_sending(
+            to="dead_lettered",
+            fields={
+                "attempts": attempts,
+                "error_code": f"http_{status}" if status else "unreachable",
+                "error_message": message,
+            },
+        )
+        deps.queues.dead_letter(execution_id, message)
+        _finish(deps, done)
+        deps.emit("OptimoveRunsDeadLettered", 1)
+        return "dead-lettered"
+    leave_sending(
+        to="queued",
+        fields={"attempts": attempts, "last_error": {"status": status, "message": message}},
+        note=f"retry {attempts}: {message}",
+    )
+    deps.queues.send(
+        execution_id, delay_s=full_jitter(attempts, s.optimove_retry_base_s, s.optimove_retry_max_s)
+    )
+    return f"unavailable, retry {attempts}"

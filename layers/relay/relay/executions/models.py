@@ -1,0 +1,101 @@
+"""What the API shows of an execution: status, counts, chunks with their upstream ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# Result counters every execution shows (the results path adds to them as results arrive).
+COUNTERS = ("delivered", "failed", "opened", "answered", "no_answer", "replied", "opted_out", "unknown")
+
+
+class ResultCounts(BaseModel):
+    delivered: int = 0
+    failed: int = 0
+    opened: int = 0
+    answered: int = 0
+    no_answer: int = 0
+    replied: int = 0
+    opted_out: int = 0
+    unknown: int = 0
+
+
+class ChunkCounts(BaseModel):
+    total: int
+    pending: int = Field(description="Waiting for a rate-limit slot (or being sent right now)")
+    sent: int
+    failed: int
+    ambiguous: int = Field(description="Timed out after sending: may or may not exist upstream")
+    dead_lettered: int = Field(description="Gave up after retries; re-drive with `relay-dlq redrive`")
+    cancelled: int
+    start_shifted: int = Field(description="Sent after their start_at, so started at send time")
+
+
+class ProfileCounts(BaseModel):
+    total: int
+    sent: int
+    failed: int
+    ambiguous: int
+    dead_lettered: int
+    cancelled: int
+
+
+class ChunkError(BaseModel):
+    status: int | None = None
+    message: str
+
+
+class ChunkView(BaseModel):
+    seq: int
+    profiles: int
+    status: str
+    batch_uuid: str | None = None
+    schedule_uuid: str | None = None
+    start_shifted: bool = False
+    sent_start_at: str | None = None
+    sent_at: str | None = None
+    attempts: int = 0
+    error: ChunkError | None = None
+
+
+class Transition(BaseModel):
+    status: str
+    at: str
+    note: str | None = None
+
+
+class ExecutionView(BaseModel):
+    execution_id: str
+    destination: str
+    status: str = Field(description="The destination's status of the execution")
+    group_id: str | None = None
+    schedule: dict[str, Any] | None = None
+    profiles: ProfileCounts
+    chunks: ChunkCounts
+    created_at: str
+    updated_at: str
+    first_sent_at: str | None = None
+    last_sent_at: str | None = None
+    estimated_dispatch_done_at: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    results: ResultCounts = Field(default_factory=ResultCounts, description="Webhook results, by kind")
+    chunk_details: list[ChunkView] | None = None
+    transitions: list[Transition] | None = Field(None, description="Each status change, timestamped")
+
+
+class ExecutionPage(BaseModel):
+    items: list[Any] = Field(description="Executions as GET /v1/executions/{id} shows them")
+    next_token: str | None = Field(None, description="Pass as ?next_token= for the next page")
+
+
+class ScheduledItem(BaseModel):
+    execution_id: str
+    destination: str
+    status: str
+    run_at: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class SchedulePage(BaseModel):
+    items: list[ScheduledItem]

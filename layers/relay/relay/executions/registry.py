@@ -1,0 +1,82 @@
+"""The destination registry: generic code asks it, and never names a destination.
+
+A destination is a :class:`Destination` registered once (``relay.destinations`` lists them all).
+It says how its executions are viewed, cancelled and listed as scheduled work, and how its queue
+messages (``{"destination": name, "kind": ...}``) are handled and re-driven. Implementations
+import their heavy modules inside the methods, so registering costs nothing at cold start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from relay.core.store.table import Table
+from relay.executions.models import ExecutionView, ScheduledItem
+
+Emit = Callable[[str, float], None]
+
+
+class NotCancellable(Exception):
+    pass
+
+
+class UnknownDestination(Exception):
+    pass
+
+
+class Destination:
+    name: str = ""
+    statuses: tuple[str, ...] = ()
+
+    def view_model(self) -> type[ExecutionView]:
+        """The model of :meth:`view`'s answer (for the OpenAPI document)."""
+        return ExecutionView
+
+    def view(self, table: Table, item: dict[str, Any], *, details: bool) -> ExecutionView:
+        """The execution as the API shows it; ``details``: with its parts (chunks, ...)."""
+        raise NotImplementedError
+
+    def cancel(self, table: Table, item: dict[str, Any], now: float) -> ExecutionView:
+        """Cancel what has not been sent; NotCancellable when nothing can be."""
+        raise NotImplementedError
+
+    def scheduled(self, item: dict[str, Any]) -> ScheduledItem | None:
+        """The execution as an entry of ``GET /v1/schedules``, if it has a run time."""
+        return None
+
+    def handle(self, message: dict[str, Any], *, remaining_ms: Callable[[], int], emit: Emit) -> str:
+        """One queue message of this destination (a worker calls it); returns what happened."""
+        raise NotImplementedError(f"{self.name} handles no queue messages")
+
+    def release_due(self, now: float, emit: Emit) -> int:
+        """Move scheduled work that is due onto its queue (the scheduler calls it every minute)."""
+        return 0
+
+    def redrive(self, message: dict[str, Any], now: float) -> str:
+        """Act on one dead-lettered message of this destination (`relay-dlq redrive`)."""
+        raise ValueError(f"cannot re-drive a message of kind {message.get('kind')!r}")
+
+
+_registered: dict[str, Destination] = {}
+
+
+def register(destination: Destination) -> Destination:
+    _registered[destination.name] = destination
+    return destination
+
+
+def get(name: str | None) -> Destination:
+    try:
+        return _registered[str(name)]
+    except KeyError:
+        raise UnknownDestination(f"no destination {name!r} is registered") from None
+
+
+def every() -> list[Destination]:
+    return list(_registered.values())
+
+
+def statuses() -> tuple[str, ...]:
+    """Every status any destination uses, for filters."""
+    return tuple(dict.fromkeys(s for d in _registered.values() for s in d.statuses))

@@ -1,0 +1,108 @@
+"""Execution items of every destination: created once (iff new), read, listed newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from relay.core.store import codec, keys
+from relay.core.store.table import MAX_TRANSACTION_ITEMS, ConditionFailed, Table, TransactionCancelled
+
+
+class ExecutionExists(Exception):
+    def __init__(self, existing: dict[str, Any]) -> None:
+        super().__init__(existing.get("execution_id"))
+        self.existing = existing
+
+
+def create(table: Table, execution: dict[str, Any], chunks: Sequence[dict[str, Any]]) -> None:
+    """Write the execution (iff new) and its chunks; a retry after a crash completes the chunks.
+
+    The first transaction carries the execution with ``attribute_not_exists`` and as many chunks
+    as fit; if the execution exists, ExecutionExists is raised with what is stored.
+    """
+    head = list(chunks[: MAX_TRANSACTION_ITEMS - 1])
+    operations = [{"Put": {"Item": codec.dump(execution), "ConditionExpression": "attribute_not_exists(pk)"}}]
+    operations += [_put_new(c) for c in head]
+    try:
+        table.transact(operations)
+    except TransactionCancelled as cancelled:
+        if 0 in cancelled.failed_at():
+            existing = table.get(keys.execution(execution["execution_id"]))
+            raise ExecutionExists(existing or {}) from cancelled
+        raise
+    put_chunks(table, chunks[len(head) :])
+
+
+def put_chunks(table: Table, chunks: Sequence[dict[str, Any]]) -> None:
+    """Write chunks that may already exist (resume): existing ones are left as they are."""
+    for start in range(0, len(chunks), MAX_TRANSACTION_ITEMS):
+        part = chunks[start : start + MAX_TRANSACTION_ITEMS]
+        try:
+            table.transact([_put_new(c) for c in part])
+        except TransactionCancelled:
+            for item in part:
+                try:
+                    table.put(item, condition="attribute_not_exists(pk)")
+                except ConditionFailed:
+                    continue
+
+
+def _put_new(item: dict[str, Any]) -> dict[str, Any]:
+    return {"Put": {"Item": codec.dump(item), "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def set_accepted(table: Table, execution_id: str, accepted: dict[str, Any]) -> None:
+    table.update(
+        keys.execution(execution_id),
+        "SET accepted = :a, estimated_dispatch_done_at = :e, warnings = :w",
+        values=codec.values(
+            a=accepted, e=accepted.get("estimated_dispatch_done_at") or "", w=accepted.get("warnings", [])
+        ),
+    )
+
+
+def get(table: Table, execution_id: str) -> dict[str, Any] | None:
+    return table.get(keys.execution(execution_id))
+
+
+def list_page(
+    table: Table, *, limit: int, start: dict[str, Any] | None, since_iso: str | None, until_iso: str | None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    condition = "gsi1pk = :p"
+    vals: dict[str, Any] = {"p": keys.EXECUTIONS_PARTITION}
+    if since_iso and until_iso:
+        condition += " AND gsi1sk BETWEEN :a AND :b"
+        vals |= {"a": since_iso, "b": until_iso + "~"}
+    elif since_iso:
+        condition += " AND gsi1sk >= :a"
+        vals["a"] = since_iso
+    elif until_iso:
+        condition += " AND gsi1sk <= :b"
+        vals["b"] = until_iso + "~"
+    kwargs: dict[str, Any] = {
+        "IndexName": keys.EXECUTIONS_INDEX,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": codec.values(**vals),
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if start:
+        kwargs["ExclusiveStartKey"] = start
+    return table.query(**kwargs)
+
+
+def with_run_time(table: Table, from_ts: float, to_ts: float, created_until_iso: str) -> Iterator[dict]:
+    """Executions of every destination that have a run time in [from, to]: Optimove ``send_at``,
+    Optimized.app ``schedule.start_at``. Work for time T was created before T, so only executions
+    created up to ``to`` are read (gsi1 is ordered by creation)."""
+    yield from table.query_all(
+        IndexName=keys.EXECUTIONS_INDEX,
+        KeyConditionExpression="gsi1pk = :p AND gsi1sk <= :b",
+        FilterExpression="(send_at BETWEEN :f AND :t) OR (#sch.start_at BETWEEN :f AND :t)",
+        ExpressionAttributeNames={"#sch": "schedule"},
+        ExpressionAttributeValues=codec.values(
+            p=keys.EXECUTIONS_PARTITION, b=created_until_iso + "~", f=from_ts, t=to_ts
+        ),
+        ScanIndexForward=False,
+    )

@@ -1,1 +1,0 @@
-"""The flows that tie models, store and upstreams together: accept, dispatch, query."""

@@ -1,0 +1,67 @@
+"""The results path's dependencies, built once per process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from relay.core import wiring
+from relay.core.queue import Queue
+from relay.results.settings import get_settings
+
+
+@wiring.once
+def queue() -> Queue:
+    s = get_settings()
+    return wiring.queue(s.results_queue_url, s.results_dlq_url)
+
+
+@wiring.once
+def verifier():
+    from relay.results.signatures import Verifier
+
+    s = get_settings()
+    return Verifier(
+        secrets=tuple(s.webhook_secrets()),
+        scheme=s.webhook_scheme,
+        tolerance_s=s.webhook_tolerance_s,
+        hmac_header=s.webhook_hmac_header,
+        hmac_algorithm=s.webhook_hmac_algorithm,
+        hmac_encoding=s.webhook_hmac_encoding,
+        hmac_prefix=s.webhook_hmac_prefix,
+    )
+
+
+@wiring.once
+def endpoint():
+    """The customer's results endpoint, or None when forwarding is off (no URL)."""
+    from relay.results.endpoint import ResultsEndpoint
+
+    s = get_settings()
+    url = s.results_url()
+    if not url:
+        return None
+    secret = s.results_secret()
+    if not secret:
+        raise RuntimeError("RESULTS_WEBHOOK_URL is set but RESULTS_WEBHOOK_SECRET is not: results are signed")
+    return ResultsEndpoint(
+        url, secret, connect_timeout_s=s.results_connect_timeout_s, read_timeout_s=s.results_read_timeout_s
+    )
+
+
+def ingest_deps():  # -> IngestDeps
+    from relay.results.ingest import IngestDeps
+
+    return IngestDeps(table=wiring.table(), queue=queue(), settings=get_settings())
+
+
+def deliver_deps(emit: Callable[[str, float], None]):  # -> DeliverDeps
+    from relay.results.deliver import DeliverDeps
+
+    return DeliverDeps(
+        table=wiring.table(),
+        queue=queue(),
+        settings=get_settings(),
+        endpoint=endpoint(),
+        emit=emit,
+        links=wiring.links_table(),
+    )

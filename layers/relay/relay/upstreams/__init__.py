@@ -1,1 +1,0 @@
-"""One httpx client per platform: auth, timeouts, error mapping, rate-limit headers."""

@@ -1,1 +1,0 @@
-"""Inbound and outbound webhooks: signatures, the Optimized.app event adapter."""
