@@ -41,7 +41,7 @@ def redrive(message: dict[str, Any], now: float) -> str:
 
     if "destination" in message and message.get("kind") != "optimove_status":
         return registry.get(message["destination"]).redrive(message, now)
-    from relay.results.deliver import redrive as redrive_result
+    from relay.results.redrive import redrive as redrive_result
 
     return redrive_result(message)
 

@@ -112,3 +112,22 @@ def upstream_message(response: httpx.Response) -> str:
 
 def ratelimit_headers(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k.lower().startswith(("x-ratelimit", "retry-after"))}
+
+
+def http_client(
+    base_url: str,
+    headers: dict[str, str],
+    *,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    transport: httpx.BaseTransport | None = None,
+    **options: Any,
+) -> httpx.Client:
+    """The HTTP client of an upstream: JSON, our user agent, its own timeouts."""
+    return httpx.Client(
+        base_url=base_url,
+        headers={"Accept": "application/json", "User-Agent": "campaign-relay/0.1", **headers},
+        timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+        transport=transport,
+        **options,
+    )

@@ -140,14 +140,3 @@ def backoff(attempt: int, base_s: float, max_s: float, retry_after_s: float | No
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, 900.0))
     return delay
-
-
-def redrive(message: dict[str, Any]) -> str:
-    """`relay-dlq redrive` of a results message: queued again, its forwarding attempts reset."""
-    from relay.results import wiring
-
-    kept = {k: v for k, v in message.items() if k != "reason"}
-    if kept.get("kind") == "forward":
-        kept["attempt"] = 1
-    wiring.queue().send(kept)
-    return f"result {kept.get('event_id') or (kept.get('result') or {}).get('event_id')} queued again"

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from relay.core.store import codec, keys
-from relay.core.store.table import ConditionFailed, Table, TransactionCancelled
+from relay.core.store.table import ConditionFailed, Table, TransactionCancelled, update_operation
 from relay.results.models import COUNTER_OF_TYPE
 
 
@@ -52,15 +52,13 @@ def record(table: Table, item: dict[str, Any], now: float) -> bool:
             return False
         return True
     counter = "results_" + COUNTER_OF_TYPE.get(item["type"], "unknown")
-    count = {
-        "Update": {
-            "Key": codec.dump(keys.execution(execution_id)),
-            "UpdateExpression": "ADD #counter :one SET results_updated_at = :now",
-            "ConditionExpression": "attribute_exists(pk)",
-            "ExpressionAttributeNames": {"#counter": counter},
-            "ExpressionAttributeValues": codec.values(one=1, now=now),
-        }
-    }
+    count = update_operation(
+        keys.execution(execution_id),
+        "ADD #counter :one SET results_updated_at = :now",
+        values=codec.values(one=1, now=now),
+        names={"#counter": counter},
+        condition="attribute_exists(pk)",
+    )
     try:
         table.transact([put, count])
     except TransactionCancelled as cancelled:

@@ -24,10 +24,8 @@ def verifier():
         secrets=tuple(s.webhook_secrets()),
         scheme=s.webhook_scheme,
         tolerance_s=s.webhook_tolerance_s,
-        hmac_header=s.webhook_hmac_header,
-        hmac_algorithm=s.webhook_hmac_algorithm,
-        hmac_encoding=s.webhook_hmac_encoding,
-        hmac_prefix=s.webhook_hmac_prefix,
+        # webhook_hmac_header -> hmac_header, and so on for the plain-HMAC scheme's options
+        **{name.removeprefix("webhook_"): value for name, value in s if name.startswith("webhook_hmac_")},
     )
 
 
@@ -57,11 +55,6 @@ def ingest_deps():  # -> IngestDeps
 def deliver_deps(emit: Callable[[str, float], None]):  # -> DeliverDeps
     from relay.results.deliver import DeliverDeps
 
-    return DeliverDeps(
-        table=wiring.table(),
-        queue=queue(),
-        settings=get_settings(),
-        endpoint=endpoint(),
-        emit=emit,
-        links=wiring.links_table(),
-    )
+    deliver = DeliverDeps(wiring.table(), queue(), get_settings(), endpoint())
+    deliver.emit, deliver.links = emit, wiring.links_table()
+    return deliver

@@ -11,15 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
+from relay.core.limiter.slots import SlotLimiter as Limiter
 from relay.core.store.table import Table
-
-
-class Limiter(Protocol):
-    def acquire(self, max_wait_s: float) -> float | None:
-        """A slot now or within ``max_wait_s`` (the time it was taken), else None."""
-        ...
 
 
 def per_second(
@@ -36,13 +30,13 @@ def per_second(
 
     found = buckets.plan(rps, min_bucket_s)
     if found is not None:
-        return buckets.BucketLimiter(table, name, found, clock=clock, sleep=sleep)
+        return buckets.BucketLimiter(table=table, name=name, plan=found, clock=clock, sleep=sleep)
     from relay.core.limiter.log_store import LogLimiter
     from relay.core.limiter.sliding_log import Rule
 
     # Below 2/s: at most floor(rps) in any second, or one per 1/rps seconds under one a second.
     rule = Rule(int(rps), 1.0) if rps >= 1 else Rule(1, 1.0 / rps)
-    return LogLimiter(table, name, rule, clock=clock, sleep=sleep)
+    return LogLimiter(table=table, name=name, rule=rule, clock=clock, sleep=sleep)
 
 
 # A 429 from the upstream pauses every sender of this process until its reset time.

@@ -19,10 +19,9 @@ the sliding log instead.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from relay.core.limiter.slots import SlotLimiter
 from relay.core.store import codec, keys
 from relay.core.store.table import ConditionFailed, Table
 
@@ -67,25 +66,11 @@ def take_slot(table: Table, name: str, index: int, quota: int, *, expires_at: in
     return True
 
 
-class BucketLimiter:
-    def __init__(
-        self,
-        table: Table,
-        name: str,
-        bucket_plan: BucketPlan,
-        *,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.table = table
-        self.name = name
-        self.plan = bucket_plan
-        self.clock = clock
-        self.sleep = sleep
+@dataclass(kw_only=True)
+class BucketLimiter(SlotLimiter):
+    plan: BucketPlan
 
     def acquire(self, max_wait_s: float) -> float | None:
-        """Take a slot, waiting in-process at most ``max_wait_s``. Returns None (no slot) or the
-        time the slot was taken; the caller sends at once."""
         from relay.core.limiter import paused_until
 
         deadline = self.clock() + max_wait_s

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.core.limiter.sliding_log import Log, Rule
+from relay.core.limiter.slots import SlotLimiter
 from relay.core.store import codec, keys
-from relay.core.store.table import ConditionFailed, Table, TransactionCancelled
+from relay.core.store.table import ConditionFailed, Table, TransactionCancelled, update_operation
 
 
 def read_logs(table: Table, names: list[str]) -> dict[str, Log]:
@@ -33,22 +32,19 @@ def read_logs(table: Table, names: list[str]) -> dict[str, Log]:
 
 def write_log_operation(name: str, log: Log, *, expires_at: int) -> dict[str, Any]:
     """A transaction item replacing the log iff its version is the one we read."""
-    return {
-        "Update": {
-            "Key": codec.dump(keys.limiter(name)),
-            "UpdateExpression": "SET hits = :hits, unsettled = :unsettled, blocked_until = :blocked, "
-            "v = :next, expires_at = :exp",
-            "ConditionExpression": "attribute_not_exists(pk) OR v = :v" if log.version == 0 else "v = :v",
-            "ExpressionAttributeValues": codec.values(
-                hits=log.hits,
-                unsettled=log.unsettled,
-                blocked=log.blocked_until,
-                next=log.version + 1,
-                v=log.version,
-                exp=expires_at,
-            ),
-        }
-    }
+    return update_operation(
+        keys.limiter(name),
+        "SET hits = :hits, unsettled = :unsettled, blocked_until = :blocked, v = :next, expires_at = :exp",
+        values=codec.values(
+            hits=log.hits,
+            unsettled=log.unsettled,
+            blocked=log.blocked_until,
+            next=log.version + 1,
+            v=log.version,
+            exp=expires_at,
+        ),
+        condition="attribute_not_exists(pk) OR v = :v" if log.version == 0 else "v = :v",
+    )
 
 
 def block(table: Table, name: str, until: float, *, expires_at: int) -> None:
@@ -86,21 +82,13 @@ def settle(
         return {n: replace(log, version=log.version + 1) for n, log in settled.items()}
 
 
-class LogLimiter:
+@dataclass(kw_only=True)
+class LogLimiter(SlotLimiter):
     """A sliding log taken one slot at a time (low rates: at most ``rule.limit`` in any window).
 
     The slot is stamped settled at once: the caller sends right after taking it, as with buckets."""
 
-    def __init__(
-        self,
-        table: Table,
-        name: str,
-        rule: Rule,
-        *,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.table, self.name, self.rule, self.clock, self.sleep = table, name, rule, clock, sleep
+    rule: Rule
 
     def acquire(self, max_wait_s: float) -> float | None:
         from relay.core.limiter import paused_until

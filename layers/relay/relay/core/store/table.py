@@ -72,20 +72,9 @@ class Table:
         condition: str | None = None,
         returns: str = "NONE",
     ) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "TableName": self.name,
-            "Key": codec.dump(key),
-            "UpdateExpression": expression,
-            "ReturnValues": returns,
-        }
-        if values:
-            kwargs["ExpressionAttributeValues"] = values
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        if condition:
-            kwargs["ConditionExpression"] = condition
+        update = update_operation(key, expression, values=values, names=names, condition=condition)["Update"]
         try:
-            answer = self.client.update_item(**kwargs)
+            answer = self.client.update_item(TableName=self.name, ReturnValues=returns, **update)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise ConditionFailed(str(key)) from exc
@@ -139,3 +128,22 @@ def _reasons_from_message(message: str) -> list[str]:
         return []
     inner = message[message.rfind("[") + 1 : message.rfind("]")]
     return [part.strip() for part in inner.split(",")]
+
+
+def update_operation(
+    key: dict[str, str],
+    expression: str,
+    *,
+    values: dict[str, Any] | None = None,
+    names: dict[str, str] | None = None,
+    condition: str | None = None,
+) -> dict[str, Any]:
+    """One Update item of a transaction (:meth:`Table.transact` adds the table name)."""
+    update: dict[str, Any] = {"Key": codec.dump(key), "UpdateExpression": expression}
+    if condition:
+        update["ConditionExpression"] = condition
+    if names:
+        update["ExpressionAttributeNames"] = names
+    if values:
+        update["ExpressionAttributeValues"] = values
+    return {"Update": update}

@@ -14,6 +14,7 @@ from relay.core.outcomes import (
     Rejected,
     Unavailable,
     failure,
+    http_client,
     retry_at,
     send,
     upstream_message,
@@ -39,13 +40,11 @@ class OptimizedClient:
         read_timeout_s: float = 15.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        headers = {"Accept": "application/json", "User-Agent": "campaign-relay/0.1"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers=headers,
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+        self._http = http_client(
+            base_url,
+            {"Authorization": f"Bearer {token}"} if token else {},
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
             transport=transport,
         )
 

@@ -21,6 +21,9 @@ from relay.executions.models import (
 )
 from relay.executions.registry import NotCancellable
 
+# Where a chunk (and its profiles) can end; each has a counter on the execution.
+FINISHED = ("sent", "failed", "ambiguous", "dead_lettered", "cancelled")
+
 
 class OptimizedExecutionView(ExecutionView):
     status: ExecutionStatus
@@ -48,9 +51,7 @@ def view(item: dict[str, Any], chunk_items: list[dict[str, Any]] | None = None) 
         return int(item.get(name, 0))
 
     total = count("chunks_total")
-    finished = sum(
-        count(f"chunks_{s}") for s in ("sent", "failed", "ambiguous", "dead_lettered", "cancelled")
-    )
+    finished = sum(count(f"chunks_{s}") for s in FINISHED)
     details = None
     if chunk_items is not None:
         details = [
@@ -77,23 +78,12 @@ def view(item: dict[str, Any], chunk_items: list[dict[str, Any]] | None = None) 
         status=derive_status(item),  # type: ignore[arg-type]
         group_id=item.get("group_id"),
         schedule=schedule,
-        profiles=ProfileCounts(
-            total=count("profiles_total"),
-            sent=count("profiles_sent"),
-            failed=count("profiles_failed"),
-            ambiguous=count("profiles_ambiguous"),
-            dead_lettered=count("profiles_dead_lettered"),
-            cancelled=count("profiles_cancelled"),
-        ),
+        profiles=ProfileCounts(**{name: count(f"profiles_{name}") for name in ("total", *FINISHED)}),
         chunks=ChunkCounts(
             total=total,
             pending=total - finished,
-            sent=count("chunks_sent"),
-            failed=count("chunks_failed"),
-            ambiguous=count("chunks_ambiguous"),
-            dead_lettered=count("chunks_dead_lettered"),
-            cancelled=count("chunks_cancelled"),
             start_shifted=count("chunks_start_shifted"),
+            **{name: count(f"chunks_{name}") for name in FINISHED},
         ),
         created_at=iso(item["created_at"]),
         updated_at=iso(item.get("updated_at", item["created_at"])),

@@ -17,7 +17,13 @@ from aws_lambda_powertools import Logger
 from relay.core.limiter.log_store import write_log_operation
 from relay.core.limiter.sliding_log import Log
 from relay.core.store import codec, keys
-from relay.core.store.table import MAX_TRANSACTION_ITEMS, ConditionFailed, Table, TransactionCancelled
+from relay.core.store.table import (
+    MAX_TRANSACTION_ITEMS,
+    ConditionFailed,
+    Table,
+    TransactionCancelled,
+    update_operation,
+)
 
 logger = Logger(child=True)
 
@@ -181,31 +187,26 @@ def _claim_operations(batches: Sequence[ClaimedBatch], now: float) -> list[dict[
     for batch in batches:
         for c in batch.chunks:
             operations.append(
-                {
-                    "Update": {
-                        "Key": codec.dump(c.key),
-                        "UpdateExpression": "SET #status = :sending, batch_id = :b, claimed_at = :now, "
-                        "gsi2pk = :claimed",
-                        "ConditionExpression": "#status = :pending",
-                        "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": codec.values(
-                            sending="sending",
-                            pending="pending",
-                            b=batch.batch_id,
-                            now=now,
-                            claimed=keys.sending_partition(c.group_id),
-                        ),
-                    }
-                }
+                update_operation(
+                    c.key,
+                    "SET #status = :sending, batch_id = :b, claimed_at = :now, gsi2pk = :claimed",
+                    values=codec.values(
+                        sending="sending",
+                        pending="pending",
+                        b=batch.batch_id,
+                        now=now,
+                        claimed=keys.sending_partition(c.group_id),
+                    ),
+                    names={"#status": "status"},
+                    condition="#status = :pending",
+                )
             )
     operations.append(
-        {
-            "Update": {
-                "Key": codec.dump(keys.group_state(batches[0].chunks[0].group_id)),
-                "UpdateExpression": "ADD pending_profiles :minus",
-                "ExpressionAttributeValues": codec.values(minus=-sum(b.profiles for b in batches)),
-            }
-        }
+        update_operation(
+            keys.group_state(batches[0].chunks[0].group_id),
+            "ADD pending_profiles :minus",
+            values=codec.values(minus=-sum(b.profiles for b in batches)),
+        )
     )
     return operations
 
@@ -233,15 +234,13 @@ def _finish_chunk(result: ChunkResult, now: float) -> dict[str, Any]:
     names = {f"#f{i}": name for i, name in enumerate(fields)}
     vals = {f"v{i}": v for i, v in enumerate(fields.values())}
     assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-    return {
-        "Update": {
-            "Key": codec.dump(result.chunk.key),
-            "UpdateExpression": f"SET {assignments} REMOVE gsi2pk, gsi2sk",
-            "ConditionExpression": "#st = :sending AND batch_id = :b",
-            "ExpressionAttributeNames": {**names, "#st": "status"},
-            "ExpressionAttributeValues": codec.values(**vals, sending="sending", b=result.batch_id),
-        }
-    }
+    return update_operation(
+        result.chunk.key,
+        f"SET {assignments} REMOVE gsi2pk, gsi2sk",
+        values=codec.values(**vals, sending="sending", b=result.batch_id),
+        names={**names, "#st": "status"},
+        condition="#st = :sending AND batch_id = :b",
+    )
 
 
 def _count_on_execution(execution_id: str, results: Sequence[ChunkResult], now: float) -> dict[str, Any]:
@@ -252,14 +251,12 @@ def _count_on_execution(execution_id: str, results: Sequence[ChunkResult], now: 
         if r.fields.get("start_shifted"):
             counts["chunks_start_shifted"] += 1
     adds = ", ".join(f"{name} :{name}" for name in counts)
-    return {
-        "Update": {
-            "Key": codec.dump(keys.execution(execution_id)),
-            "UpdateExpression": f"ADD {adds} SET updated_at = :now, "
-            "first_finished_at = if_not_exists(first_finished_at, :now), last_finished_at = :now",
-            "ExpressionAttributeValues": codec.values(**counts, now=now),
-        }
-    }
+    return update_operation(
+        keys.execution(execution_id),
+        f"ADD {adds} SET updated_at = :now, "
+        "first_finished_at = if_not_exists(first_finished_at, :now), last_finished_at = :now",
+        values=codec.values(**counts, now=now),
+    )
 
 
 def stale_sending(table: Table, group_id: str, claimed_before: float) -> list[PendingChunk]:
@@ -293,25 +290,21 @@ def release(
             e=error or {},
         )
         operations.append(
-            {
-                "Update": {
-                    "Key": codec.dump(c.key),
-                    "UpdateExpression": "SET #status = :pending, gsi2pk = :p, gsi2sk = :s, last_error = :e "
-                    "ADD attempts :a REMOVE batch_id",
-                    "ConditionExpression": "#status = :sending AND batch_id = :b",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": vals,
-                }
-            }
+            update_operation(
+                c.key,
+                "SET #status = :pending, gsi2pk = :p, gsi2sk = :s, last_error = :e "
+                "ADD attempts :a REMOVE batch_id",
+                values=vals,
+                names={"#status": "status"},
+                condition="#status = :sending AND batch_id = :b",
+            )
         )
     operations.append(
-        {
-            "Update": {
-                "Key": codec.dump(keys.group_state(group_id)),
-                "UpdateExpression": "ADD pending_profiles :n",
-                "ExpressionAttributeValues": codec.values(n=sum(c.size for c in chunks)),
-            }
-        }
+        update_operation(
+            keys.group_state(group_id),
+            "ADD pending_profiles :n",
+            values=codec.values(n=sum(c.size for c in chunks)),
+        )
     )
     table.transact(operations)
 
@@ -324,30 +317,24 @@ def requeue_dead_chunk(table: Table, execution_id: str, seq: int, now: float) ->
         return None
     table.transact(
         [
-            {
-                "Update": {
-                    "Key": codec.dump(key),
-                    "UpdateExpression": "SET #status = :pending, gsi2pk = :p, gsi2sk = :s, attempts = :zero "
-                    "REMOVE batch_id",
-                    "ConditionExpression": "#status = :dead",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": codec.values(
-                        pending="pending",
-                        dead="dead_lettered",
-                        p=keys.pending_partition(item["group_id"]),
-                        s=keys.pending_sort(item["created_iso"], execution_id, seq),
-                        zero=0,
-                    ),
-                }
-            },
-            {
-                "Update": {
-                    "Key": codec.dump(keys.execution(execution_id)),
-                    "UpdateExpression": "ADD chunks_dead_lettered :m, profiles_dead_lettered :pm "
-                    "SET updated_at = :now",
-                    "ExpressionAttributeValues": codec.values(m=-1, pm=-item["profile_count"], now=now),
-                }
-            },
+            update_operation(
+                key,
+                "SET #status = :pending, gsi2pk = :p, gsi2sk = :s, attempts = :zero REMOVE batch_id",
+                values=codec.values(
+                    pending="pending",
+                    dead="dead_lettered",
+                    p=keys.pending_partition(item["group_id"]),
+                    s=keys.pending_sort(item["created_iso"], execution_id, seq),
+                    zero=0,
+                ),
+                names={"#status": "status"},
+                condition="#status = :dead",
+            ),
+            update_operation(
+                keys.execution(execution_id),
+                "ADD chunks_dead_lettered :m, profiles_dead_lettered :pm SET updated_at = :now",
+                values=codec.values(m=-1, pm=-item["profile_count"], now=now),
+            ),
         ]
     )
     return item
@@ -397,33 +384,23 @@ def cancel_chunk(table: Table, execution_id: str, sk: str, group_id: str, profil
     try:
         table.transact(
             [
-                {
-                    "Update": {
-                        "Key": codec.dump({"pk": keys.execution_partition(execution_id), "sk": sk}),
-                        "UpdateExpression": "SET #status = :cancelled, finished_at = :now "
-                        "REMOVE gsi2pk, gsi2sk",
-                        "ConditionExpression": "#status = :pending",
-                        "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": codec.values(
-                            cancelled="cancelled", pending="pending", now=now
-                        ),
-                    }
-                },
-                {
-                    "Update": {
-                        "Key": codec.dump(keys.execution(execution_id)),
-                        "UpdateExpression": "ADD chunks_cancelled :one, profiles_cancelled :n "
-                        "SET updated_at = :now",
-                        "ExpressionAttributeValues": codec.values(one=1, n=profiles, now=now),
-                    }
-                },
-                {
-                    "Update": {
-                        "Key": codec.dump(keys.group_state(group_id)),
-                        "UpdateExpression": "ADD pending_profiles :minus",
-                        "ExpressionAttributeValues": codec.values(minus=-profiles),
-                    }
-                },
+                update_operation(
+                    {"pk": keys.execution_partition(execution_id), "sk": sk},
+                    "SET #status = :cancelled, finished_at = :now REMOVE gsi2pk, gsi2sk",
+                    values=codec.values(cancelled="cancelled", pending="pending", now=now),
+                    names={"#status": "status"},
+                    condition="#status = :pending",
+                ),
+                update_operation(
+                    keys.execution(execution_id),
+                    "ADD chunks_cancelled :one, profiles_cancelled :n SET updated_at = :now",
+                    values=codec.values(one=1, n=profiles, now=now),
+                ),
+                update_operation(
+                    keys.group_state(group_id),
+                    "ADD pending_profiles :minus",
+                    values=codec.values(minus=-profiles),
+                ),
             ]
         )
     except TransactionCancelled:

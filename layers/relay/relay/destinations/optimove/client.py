@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 from pydantic import ValidationError
 
-from relay.core.outcomes import Ambiguous, RateLimited, Rejected, Unavailable, failure, send
+from relay.core.outcomes import Ambiguous, RateLimited, Rejected, Unavailable, failure, http_client, send
 from relay.destinations.optimove.models import ExecutionStatusReport, RunAccepted, RunRequest
 
 
@@ -41,16 +41,13 @@ class OptimoveClient:
         retry_after_default_s: float = 1.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        headers = {"Accept": "application/json", "User-Agent": "campaign-relay/0.1"}
-        if api_key:
-            headers["x-api-key"] = api_key
-        if brand_key:
-            headers["x-brand-key"] = brand_key
+        keys = {"x-api-key": api_key, "x-brand-key": brand_key}
         self.retry_after_default_s = retry_after_default_s
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers=headers,
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+        self._http = http_client(
+            base_url,
+            {name: value for name, value in keys.items() if value},
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
             transport=transport,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )

@@ -3,6 +3,8 @@ next poll re-queued with a growing SQS delay (nothing sleeps), `unknown` after O
 
 from __future__ import annotations
 
+from typing import Any
+
 from relay.core.store.table import ConditionFailed
 from relay.destinations.optimove import store
 from relay.destinations.optimove.client import RateLimited, Rejected, Status
@@ -17,11 +19,10 @@ def next_delay(attempt: int, deps: OptimoveDeps) -> float:
 
 
 def poll_one(execution_id: str, attempt: int, deps: OptimoveDeps) -> str:
-    s, table = deps.settings, deps.table
-    item = store.get(table, execution_id)
+    item = store.get(deps.table, execution_id)
     if not item:
         return "no such execution"
-    status = item["status"]
+    s, table, status = deps.settings, deps.table, item["status"]
     if status == "sending":
         deps.queues.poll(execution_id, attempt=attempt, delay_s=max(1.0, s.optimove_poll_first_delay_s))
         return "not recorded yet, polling later"
@@ -38,32 +39,18 @@ def poll_one(execution_id: str, attempt: int, deps: OptimoveDeps) -> str:
     try:
         if isinstance(outcome, Status):
             report = outcome.report
-            if report.status == "published":
+            if report.status in ("published", "failed"):
+                fields: dict[str, Any] = {"upstream_status": report.status}
+                if report.status == "published":
+                    fields["audience_size"] = report.audience_size
+                else:
+                    fields["error_code"] = report.error_code or "failed"
+                    fields["error_message"] = report.error_message or "Optimove reported the execution failed"
                 done = store.transition(
-                    table,
-                    execution_id,
-                    allowed_from=FOLLOWED,
-                    to="published",
-                    now=now,
-                    fields={"upstream_status": "published", "audience_size": report.audience_size},
+                    table, execution_id, allowed_from=FOLLOWED, to=report.status, now=now, fields=fields
                 )
                 _finish(deps, done)
-                return "published"
-            if report.status == "failed":
-                done = store.transition(
-                    table,
-                    execution_id,
-                    allowed_from=FOLLOWED,
-                    to="failed",
-                    now=now,
-                    fields={
-                        "upstream_status": "failed",
-                        "error_code": report.error_code or "failed",
-                        "error_message": report.error_message or "Optimove reported the execution failed",
-                    },
-                )
-                _finish(deps, done)
-                return "failed"
+                return report.status
             if report.status == "processing" and status == "accepted":
                 store.transition(
                     table,
