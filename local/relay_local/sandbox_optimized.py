@@ -564,7 +564,6 @@ class SandboxOptimized:
     def _authorized_batches(
         self, group_id: str, bearer: str | None, raw: bytes
     ) -> tuple[_Answer, Any, str | None]:
-        now = self._clock()
         try:
             body, malformed = (json.loads(raw) if raw.strip() else None), None
         except (ValueError, UnicodeDecodeError) as exc:
@@ -573,6 +572,11 @@ class SandboxOptimized:
             self.token is None or hmac.compare_digest(bearer.encode(), self.token.encode())
         )
         with self._lock:
+            # Read the clock under the lock: hits then reach the windows in the order of their
+            # times. Read before it (and before parsing), a request that waited for the lock on a
+            # loaded machine was counted in a window that opened after its own time, which made a
+            # window span more than its length and answer 429 to a relay keeping the limit.
+            now = self._clock()
             if not token_ok:
                 peek = _ratelimit_headers(self._group_limiter.peek(group_id, now), now)
                 return _Answer(401, {"message": "Unauthenticated."}, peek), body, None
