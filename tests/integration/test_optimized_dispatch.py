@@ -425,3 +425,21 @@ def test_concurrent_dispatchers_of_one_group_stay_within_its_limit(
     statuses = [(b.status, round(b.arrived_at % 100, 2)) for b in batches_for(relay, group)]
     assert [s for s, _ in statuses] == [201] * 10, statuses
     assert relay.sandbox.stats()["max_in_any_window"][group] <= GROUP_LIMIT
+
+
+def test_relay_dlq_redrives_a_dead_lettered_chunk_to_completion(
+    api: Api, relay: LocalStack, sqs: Any, group: str
+) -> None:
+    from relay_ops import dlq
+
+    relay.sandbox.fail_next(500, count=3, body={"message": "Server Error"})
+    answer = api.trigger(group, 1, schedule(3600)).json()
+    assert api.wait(answer["execution_id"], timeout=30)["status"] == "failed"
+    dead_letters = relay.resources.url("DispatchDeadLetterQueue")
+    assert [m["kind"] for m in dlq_messages(sqs, dead_letters)] == ["dead_chunk"]
+
+    assert dlq.main(["redrive", "--queue", "dispatch"]) == 0
+    done = api.wait(answer["execution_id"], until=lambda e: e["status"] == "completed", timeout=30)
+    assert (done["chunks"]["sent"], done["chunks"]["dead_lettered"]) == (1, 0)
+    assert [b.status for b in batches_for(relay, group)] == [500, 500, 500, 201]
+    assert queue_depth(sqs, dead_letters) == 0

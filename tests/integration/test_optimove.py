@@ -159,8 +159,18 @@ def test_500_is_retried_with_backoff_then_dead_lettered(
     assert [r.status for r in ov.runs if r.generator_id == first] == [500, 202]
     assert [r.status for r in ov.runs if r.generator_id == second] == [500, 500, 500]
     dlq = relay.resources["OptimoveDeadLetterQueue"].url
-    messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+    messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+        "Messages", []
+    )
     assert [json.loads(m["Body"])["execution_id"] for m in messages] == [answer["execution_id"]]
+
+    # An operator re-drives it once Optimove is back: the run goes back to queued and is sent.
+    from relay_ops import dlq as relay_dlq
+
+    assert relay_dlq.main(["redrive", "--queue", "optimove"]) == 0
+    view = wait(api, answer["execution_id"], lambda v: v["status"] == "published")
+    assert [r.status for r in ov.runs if r.generator_id == second] == [500, 500, 500, 202]
+    assert any("re-driven" in (t.get("note") or "") for t in view["transitions"])
 
 
 def test_a_burst_is_spread_within_the_brand_limit(api: Api, ov: Any) -> None:
