@@ -7,16 +7,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from relay.core import tracing
 from relay.results import wiring
 from relay.results.deliver import handle_message
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = tracing.tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

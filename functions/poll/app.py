@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from relay import destinations  # noqa: F401 - registers every destination
+from relay.core import tracing
 from relay.executions import registry
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = tracing.tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

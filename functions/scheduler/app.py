@@ -6,14 +6,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from relay import destinations  # noqa: F401 - registers every destination
+from relay.core import tracing
 from relay.executions import registry
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = tracing.tracer()
 
 
 def _emit(name: str, value: float) -> None:

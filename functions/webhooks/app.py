@@ -8,8 +8,9 @@ import json
 import time
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from relay.core import tracing
 from relay.core.http import JSON_HEADERS, ApiError, raw_body
 from relay.results import wiring
 from relay.results.ingest import QueueUnavailable, ingest
@@ -18,7 +19,7 @@ from relay.results.signatures import SignatureError
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = tracing.tracer()
 
 
 def handle(event: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
@@ -18,10 +18,12 @@ from relay.core.clock import Clock
 from relay.core.queue import Queue
 from relay.core.store.table import Table
 from relay.results import links, store
-from relay.results.endpoint import Delivered, Gone, ResultsEndpoint
 from relay.results.ingest import SOURCE
 from relay.results.models import ResultView
 from relay.results.settings import ResultsSettings
+
+if TYPE_CHECKING:  # the endpoint (and httpx) is imported only where results are forwarded
+    from relay.results.endpoint import ResultsEndpoint
 
 logger = Logger(child=True)
 
@@ -98,6 +100,8 @@ def forward_body(view: dict[str, Any]) -> bytes:
 
 
 def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
+    from relay.results.endpoint import Delivered, Gone
+
     s, endpoint = deps.settings, deps.endpoint
     assert endpoint is not None
     if store.forwarding_disabled(deps.table, endpoint.url):
