@@ -113,3 +113,15 @@ def test_slots_taken_but_never_used_are_dropped_when_settling() -> None:
     assert log.unsettled == []
     assert log.hits == [11.4]
     assert log.free(rule, 11.5) == 2
+
+
+def test_a_slot_claimed_ahead_keeps_what_other_readers_still_count() -> None:
+    # Window 2 s, limit 3. Three sends answered at 0.0-0.2; at 0.5 a dispatcher claims a slot at
+    # 2.3 (prepared ahead of its slot). Another reader at 1.0 must still see the window full.
+    rule = Rule(3, 2.0)
+    log = Log(hits=[0.0, 0.1, 0.2])
+    claimed = log.with_hits(rule, 2.3, 1, now=0.5)
+    assert claimed.free(rule, 1.0) == 0
+    assert claimed.next_slot(rule, 1.0) >= 2.0
+    # Without ``now`` the entries are dropped by the stamp: only right for a slot taken now.
+    assert log.with_hits(rule, 2.3, 1).hits == []

@@ -69,12 +69,19 @@ class Log:
             return 0
         return max(0, rule.limit - len(self.recent(rule, now)))
 
-    def with_hits(self, rule: Rule, now: float, count: int = 1) -> Log:
-        """This log with ``count`` unsettled hits stamped ``now`` (and expired entries dropped)."""
-        horizon = now - rule.window_s - rule.unsettled_max_s
+    def with_hits(self, rule: Rule, at: float, count: int = 1, *, now: float | None = None) -> Log:
+        """This log with ``count`` unsettled hits stamped ``at``, and the entries expired by
+        ``now`` (the time of writing, ``at`` when not given) dropped.
+
+        A slot may be claimed ahead of its time (stamped at the slot, ``at`` > ``now``): entries
+        that expire between ``now`` and ``at`` must stay, because other readers before ``at``
+        still count them. Dropping them by ``at`` let a second dispatcher see a window emptier
+        than it was and send one request over the limit (a 429)."""
+        written = at if now is None else min(now, at)
+        horizon = written - rule.window_s - rule.unsettled_max_s
         return Log(
-            hits=[h for h in self.hits if h + rule.window_s > now],
-            unsettled=[*(u for u in self.unsettled if u > horizon), *([now] * count)],
+            hits=[h for h in self.hits if h + rule.window_s > written],
+            unsettled=[*(u for u in self.unsettled if u > horizon), *([at] * count)],
             blocked_until=self.blocked_until,
             version=self.version,
         )

@@ -158,8 +158,8 @@ class GroupDispatcher:
                 continue
             # Claimed now, stamped at the slot, sent when it opens: the claim is off the clock.
             taken = {
-                self.group_log: group_log.with_hits(self.group_rule, at, len(batches)),
-                self.token_log: token_log.with_hits(self.token_rule, at, len(batches)),
+                self.group_log: group_log.with_hits(self.group_rule, at, len(batches), now=now),
+                self.token_log: token_log.with_hits(self.token_rule, at, len(batches), now=now),
             }
             try:
                 claimed = store.claim(d.table, batches, taken, now, expires_at=int(now + LIMITER_TTL_S))
