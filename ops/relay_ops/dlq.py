@@ -1,7 +1,10 @@
 """`relay-dlq`: list and re-drive the relay's dead-letter queues (local stack or AWS).
 
-    relay-dlq list    [--queue dispatch|optimove|poll|results|all] [--max N]
-    relay-dlq redrive [--queue dispatch|optimove|poll|results|all] [--max N]
+    relay-dlq list    [--queue QUEUE|all] [--max N]
+    relay-dlq redrive [--queue QUEUE|all] [--max N]
+
+QUEUE is a dead-letter queue's label: each destination names its own (dispatch for Optimized.app;
+optimove and poll for Optimove), and `results` is the results path's.
 
 Queue URLs and the table come from the same environment the functions read (DISPATCH_DLQ_URL,
 OPTIMOVE_DLQ_URL, POLL_DLQ_URL, RESULTS_DLQ_URL and their queues, RELAY_TABLE_NAME); against AWS
@@ -18,12 +21,16 @@ import sys
 import time
 from typing import Any
 
-DLQ_ENV = {
-    "dispatch": "DISPATCH_DLQ_URL",
-    "optimove": "OPTIMOVE_DLQ_URL",
-    "poll": "POLL_DLQ_URL",
-    "results": "RESULTS_DLQ_URL",
-}
+RESULTS = ("results", "RESULTS_DLQ_URL")
+
+
+def dead_letter_queues() -> dict[str, str]:
+    """Every DLQ of the template: each destination's (from the registry) and the results path's."""
+    from relay import destinations  # noqa: F401 - registers every destination
+    from relay.executions import registry
+
+    queues = {label: env for d in registry.every() for label, env in d.dead_letter_queues.items()}
+    return {**queues, RESULTS[0]: RESULTS[1]}
 
 
 def describe(body: str) -> dict[str, Any]:
@@ -34,16 +41,22 @@ def describe(body: str) -> dict[str, Any]:
     return message if isinstance(message, dict) else {"kind": "unreadable", "body": body[:200]}
 
 
-def redrive(message: dict[str, Any], now: float) -> str:
-    """Act on one dead-letter message; returns what was done (for the operator's log)."""
-    from relay import destinations  # noqa: F401 - registers every destination
+def redrive(queue: str, message: dict[str, Any], now: float) -> str:
+    """Act on one dead-letter message; returns what was done (for the operator's log). A result
+    goes back to the results path; anything else to the destination it names."""
+    if queue == RESULTS[0]:
+        from relay.results.redrive import redrive as redrive_result
+
+        return redrive_result(message)
     from relay.executions import registry
 
-    if "destination" in message and message.get("kind") != "optimove_status":
-        return registry.get(message["destination"]).redrive(message, now)
-    from relay.results.redrive import redrive as redrive_result
+    return registry.get(message.get("destination")).redrive(message, now)
 
-    return redrive_result(message)
+
+def registry_error() -> type[Exception]:
+    from relay.executions.registry import UnknownDestination
+
+    return UnknownDestination
 
 
 def _receive(sqs: Any, queue_url: str, limit: int) -> list[dict]:
@@ -61,15 +74,16 @@ def _receive(sqs: Any, queue_url: str, limit: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="relay-dlq", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("command", choices=["list", "redrive"])
-    parser.add_argument("--queue", choices=[*DLQ_ENV, "all"], default="all")
+    dlq_env = dead_letter_queues()
+    parser.add_argument("--queue", choices=[*dlq_env, "all"], default="all")
     parser.add_argument("--max", type=int, default=100)
     args = parser.parse_args(argv)
     from relay.core.aws import client
 
-    names = list(DLQ_ENV) if args.queue == "all" else [args.queue]
-    urls = {name: os.environ.get(DLQ_ENV[name], "") for name in names}
+    names = list(dlq_env) if args.queue == "all" else [args.queue]
+    urls = {name: os.environ.get(dlq_env[name], "") for name in names}
     if not any(urls.values()):
-        parser.error(f"set {' / '.join(DLQ_ENV[n] for n in names)} (the stack's outputs)")
+        parser.error(f"set {' / '.join(dlq_env[n] for n in names)} (the stack's outputs)")
     sqs = client("sqs")
     failures = 0
     for name, url in urls.items():
@@ -83,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"queue": name, "receive_count": receives, **message}))
                 continue
             try:
-                print(f"{name}: {redrive(message, time.time())}")
-            except (ValueError, KeyError) as exc:
+                print(f"{name}: {redrive(name, message, time.time())}")
+            except (ValueError, KeyError, registry_error()) as exc:
                 failures += 1
                 print(f"{name}: left in the DLQ: {exc}", file=sys.stderr)
                 continue

@@ -28,6 +28,8 @@ class UnknownDestination(Exception):
 class Destination:
     name: str = ""
     statuses: tuple[str, ...] = ()
+    # Its dead-letter queues for `relay-dlq`: a short label -> the env var holding the queue's URL.
+    dead_letter_queues: dict[str, str] = {}
 
     def view_model(self) -> type[ExecutionView]:
         """The model of :meth:`view`'s answer (for the OpenAPI document)."""

@@ -19,6 +19,7 @@ NAME = "optimized"
 class Optimized(Destination):
     name = NAME
     statuses = ("queued", "dispatching", "completed", "partially_failed", "failed", "cancelled")
+    dead_letter_queues = {"dispatch": "DISPATCH_DLQ_URL"}
 
     def view_model(self) -> type[ExecutionView]:
         from relay.destinations.optimized.executions import OptimizedExecutionView

@@ -31,6 +31,7 @@ class Optimove(Destination):
         "dead_lettered",
         "cancelled",
     )
+    dead_letter_queues = {"optimove": "OPTIMOVE_DLQ_URL", "poll": "POLL_DLQ_URL"}
 
     def view_model(self) -> type[ExecutionView]:
         from relay.destinations.optimove.view import OptimoveExecutionView

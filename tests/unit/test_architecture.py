@@ -1,0 +1,66 @@
+"""Architecture rules that import-linter cannot see: the functions are not packages of the
+library (each is its own CodeUri folder with an ``app`` module), and "generic code never names a
+destination" is about string literals, not imports. import-linter checks the rest in `make lint`."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTIONS = REPO / "functions"
+LIBRARY = REPO / "layers" / "relay" / "relay"
+DESTINATIONS = sorted(p.name for p in (LIBRARY / "destinations").iterdir() if (p / "__init__.py").exists())
+
+
+def _imported_roots(path: Path) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def _own_modules(function_dir: Path) -> set[str]:
+    return {p.stem for p in function_dir.glob("*.py")} | {
+        p.name for p in function_dir.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    }
+
+
+def test_functions_never_import_each_other() -> None:
+    dirs = [d for d in FUNCTIONS.iterdir() if (d / "app.py").exists()]
+    assert len(dirs) >= 6
+    for function_dir in dirs:
+        others = set().union(*(_own_modules(d) for d in dirs if d != function_dir)) - _own_modules(
+            function_dir
+        )
+        for source in function_dir.rglob("*.py"):
+            assert not (_imported_roots(source) & others), f"{source} imports another function's module"
+
+
+def test_generic_code_never_names_a_destination() -> None:
+    generic = [
+        *(LIBRARY / "core").rglob("*.py"),
+        *(LIBRARY / "executions").rglob("*.py"),
+        *(FUNCTIONS / name / "app.py" for name in ("dispatch", "poll", "scheduler")),
+        FUNCTIONS / "api" / "routes" / "executions.py",
+        REPO / "ops" / "relay_ops" / "dlq.py",
+    ]
+    literal = re.compile("|".join(rf"[\"']{name}[\"']" for name in DESTINATIONS))
+    assert DESTINATIONS == ["optimized", "optimove"]
+    for source in generic:
+        code = "\n".join(
+            line for line in source.read_text().splitlines() if not line.lstrip().startswith("#")
+        )
+        assert not literal.search(code), f"{source} compares or names a destination"
+
+
+def test_every_destination_is_registered() -> None:
+    from relay import destinations
+    from relay.executions import registry
+
+    assert sorted(d.name for d in destinations.ALL) == DESTINATIONS
+    assert sorted(d.name for d in registry.every()) == DESTINATIONS
