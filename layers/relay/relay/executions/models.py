@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from relay.core.models import Model
 
 # Result counters every execution shows (the results path adds to them as results arrive).
 COUNTERS = ("delivered", "failed", "opened", "answered", "no_answer", "replied", "opted_out", "unknown")
 
 
-class ResultCounts(BaseModel):
+class ResultCounts(Model):
     delivered: int = 0
     failed: int = 0
     opened: int = 0
@@ -21,7 +23,7 @@ class ResultCounts(BaseModel):
     unknown: int = 0
 
 
-class ChunkCounts(BaseModel):
+class ChunkCounts(Model):
     total: int
     pending: int = Field(description="Waiting for a rate-limit slot (or being sent right now)")
     sent: int
@@ -32,7 +34,7 @@ class ChunkCounts(BaseModel):
     start_shifted: int = Field(description="Sent after their start_at, so started at send time")
 
 
-class ProfileCounts(BaseModel):
+class ProfileCounts(Model):
     total: int
     sent: int
     failed: int
@@ -41,12 +43,12 @@ class ProfileCounts(BaseModel):
     cancelled: int
 
 
-class ChunkError(BaseModel):
+class ChunkError(Model):
     status: int | None = None
     message: str
 
 
-class ChunkView(BaseModel):
+class ChunkView(Model):
     seq: int
     profiles: int
     status: str
@@ -59,13 +61,13 @@ class ChunkView(BaseModel):
     error: ChunkError | None = None
 
 
-class Transition(BaseModel):
+class Transition(Model):
     status: str
     at: str
     note: str | None = None
 
 
-class ExecutionView(BaseModel):
+class ExecutionView(Model):
     execution_id: str
     destination: str
     status: str = Field(description="The destination's status of the execution")
@@ -84,12 +86,12 @@ class ExecutionView(BaseModel):
     transitions: list[Transition] | None = Field(None, description="Each status change, timestamped")
 
 
-class ExecutionPage(BaseModel):
+class ExecutionPage(Model):
     items: list[Any] = Field(description="Executions as GET /v1/executions/{id} shows them")
     next_token: str | None = Field(None, description="Pass as ?next_token= for the next page")
 
 
-class ScheduledItem(BaseModel):
+class ScheduledItem(Model):
     execution_id: str
     destination: str
     status: str
@@ -97,5 +99,5 @@ class ScheduledItem(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class SchedulePage(BaseModel):
+class SchedulePage(Model):
     items: list[ScheduledItem]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from relay.core.models import Model
 from relay.executions.models import COUNTERS, ResultCounts
 
 __all__ = ["COUNTERS", "ResultCounts"]
@@ -41,7 +42,7 @@ COUNTER_OF_TYPE: dict[str, str] = {
 }
 
 
-class ResultEvent(BaseModel):
+class ResultEvent(Model):
     """One webhook event, normalised: the platform's own names live only in the adapter."""
 
     event_id: str = Field(description="The platform's event id, or 'sha256:<hash>' of its content")
@@ -69,12 +70,12 @@ class ResultView(ResultEvent):
     ref: str | None = Field(None, description="The caller's own ref of that profile")
 
 
-class ResultPage(BaseModel):
+class ResultPage(Model):
     items: list[ResultView]
     next_token: str | None = Field(None, description="Pass as ?next_token= for the next page")
 
 
-class WebhookAccepted(BaseModel):
+class WebhookAccepted(Model):
     accepted: int = Field(description="New events, stored and queued")
     duplicates: int = Field(description="Events seen before: nothing changed")
     event_ids: list[str]

@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
@@ -17,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from relay.core.models import EmailAddress, PhoneNumber
+from relay.core.models import EmailAddress, Model, PhoneNumber
 from relay.core.timeutil import IanaZone, to_utc
 
 # Group ids are UUIDs in Optimized.app's admin ("Organization Settings -> Integration").
@@ -27,7 +26,7 @@ GroupId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F
 START_AT_SKEW_S = 5
 
 
-class Person(BaseModel):
+class Person(Model):
     model_config = ConfigDict(extra="allow")
 
     first_name: str | None = Field(None, max_length=255)
@@ -42,12 +41,12 @@ class Person(BaseModel):
         return self
 
 
-class Attribute(BaseModel):
+class Attribute(Model):
     name: str = Field(min_length=1, max_length=255)
     value: str | int | float | bool | None
 
 
-class Profile(BaseModel):
+class Profile(Model):
     """A profile as in the batches API, plus the caller's own ``ref`` to map results back."""
 
     person: Person
@@ -55,7 +54,7 @@ class Profile(BaseModel):
     ref: str | None = Field(None, max_length=256, description="Caller's own reference, echoed in results")
 
 
-class Schedule(BaseModel):
+class Schedule(Model):
     campaign_uuid: UUID
     timezone: IanaZone | None = Field(None, description="IANA time zone for a start_at without offset")
     start_at: datetime | None = Field(
@@ -76,7 +75,7 @@ class Schedule(BaseModel):
         return utc
 
 
-class OptimizedTrigger(BaseModel):
+class OptimizedTrigger(Model):
     """``POST /v1/optimized/triggers``: any number of profiles for one group."""
 
     group_id: GroupId = Field(description="Optimized.app group UUID")
@@ -84,7 +83,7 @@ class OptimizedTrigger(BaseModel):
     schedule: Schedule | None = None
 
 
-class TriggerAccepted(BaseModel):
+class TriggerAccepted(Model):
     execution_id: str
     status: str
     profiles: int
@@ -96,17 +95,17 @@ class TriggerAccepted(BaseModel):
 # --- Upstream: POST /v1/groups/{GROUP_ID}/batches ------------------------------------------------
 
 
-class UpstreamCampaign(BaseModel):
+class UpstreamCampaign(Model):
     uuid: str
 
 
-class UpstreamSchedule(BaseModel):
+class UpstreamSchedule(Model):
     start_at: str = Field(description="UTC, 'YYYY-MM-DD HH:MM:SS'")
     campaign: UpstreamCampaign
     calls_per_minute: int | None = None
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(Model):
     profiles: list[dict] = Field(max_length=50)
     schedule: UpstreamSchedule | None = None
 
@@ -114,20 +113,20 @@ class BatchRequest(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-class UpstreamProfileRef(BaseModel):
+class UpstreamProfileRef(Model):
     model_config = ConfigDict(extra="ignore")
     uuid: str | None = None
     external_id: str | None = None
 
 
-class UpstreamScheduleRef(BaseModel):
+class UpstreamScheduleRef(Model):
     model_config = ConfigDict(extra="ignore")
     uuid: str | None = None
     status: str | None = None
     start_at: str | None = None
 
 
-class BatchCreated(BaseModel):
+class BatchCreated(Model):
     """The parts of the 201 answer the relay keeps."""
 
     model_config = ConfigDict(extra="ignore")

@@ -6,8 +6,9 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
+from relay.core.models import Model
 from relay.core.timeutil import IanaZone, to_utc
 
 # The docs say UUID, but their own second example ("11111111-xyz-xyz-xyz-111111111111") is not
@@ -33,7 +34,7 @@ TERMINAL = frozenset({"published", "failed", "unknown", "dead_lettered", "cancel
 CANCELLABLE = frozenset({"scheduled", "queued"})
 
 
-class OptimoveTrigger(BaseModel):
+class OptimoveTrigger(Model):
     """``POST /v1/optimove/triggers``: run an event generator for every subscriber of a topic."""
 
     model_config = ConfigDict(extra="forbid")
@@ -65,14 +66,14 @@ class OptimoveTrigger(BaseModel):
         return utc
 
 
-class OptimoveTriggerAccepted(BaseModel):
+class OptimoveTriggerAccepted(Model):
     execution_id: str
     status: str
     duplicate: bool = Field(False, description="An earlier execution with the same dedupe key")
     send_at: str | None = None
 
 
-class GeneratorSchema(BaseModel):
+class GeneratorSchema(Model):
     """``PUT /v1/optimove/generators/{id}/schema``: a JSON Schema for the trigger's context."""
 
     model_config = ConfigDict(extra="forbid")
@@ -83,7 +84,7 @@ class GeneratorSchema(BaseModel):
     )
 
 
-class GeneratorSchemaView(BaseModel):
+class GeneratorSchemaView(Model):
     event_generator_id: str
     json_schema: dict[str, Any] = Field(serialization_alias="schema")
     source: Literal["api", "file"]
@@ -93,18 +94,18 @@ class GeneratorSchemaView(BaseModel):
 # --- Upstream -------------------------------------------------------------------------------------
 
 
-class RunRequest(BaseModel):
+class RunRequest(Model):
     topic_key: str
     context: dict[str, Any]
 
 
-class RunAccepted(BaseModel):
+class RunAccepted(Model):
     model_config = ConfigDict(extra="ignore")
     execution_id: str
     status: str = "queued"
 
 
-class ExecutionStatusReport(BaseModel):
+class ExecutionStatusReport(Model):
     model_config = ConfigDict(extra="ignore")
     execution_id: str | None = None
     status: str

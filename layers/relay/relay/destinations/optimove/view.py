@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from relay.core.clock import iso
+from relay.core.models import Model
 from relay.destinations.optimove.models import OptimoveStatus
 from relay.executions.models import ChunkCounts, ChunkError, ExecutionView, ProfileCounts, Transition
 
 
-class OptimoveDetails(BaseModel):
+class OptimoveDetails(Model):
     """What an Optimove execution adds: the trigger, Optimove's id and outcome."""
 
     event_generator_id: str
