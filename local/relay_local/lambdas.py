@@ -4,7 +4,10 @@ Each function has a small pool of instances. An instance is a process of its own
 ``multiprocessing``'s *spawn*, so it shares no module state with the stack or other instances)
 that imports the handler once (a cold start) and then serves one invocation at a time, for as
 long as it stays healthy (warm). Events and results travel over a ``multiprocessing.Pipe``, never
-stdout: the handlers' logs (Powertools prints JSON lines) go straight to the terminal.
+stdout: an instance's stdout and stderr (Powertools prints its logs and metrics as JSON lines
+there) are pipes the stack copies line by line to its own ``sys.stdout`` / ``sys.stderr`` - the
+terminal under ``make dev``, the test's captured output under pytest - and an invocation returns
+once what it printed has been copied.
 
 Like Lambda:
 
@@ -55,6 +58,9 @@ importing boto3, pydantic and Powertools for the first time needs more)."""
 
 _LOCAL_DIR = Path(__file__).resolve().parents[1]
 _spawn_lock = threading.Lock()
+_MARK = b"\x00relay-local:flushed\n"
+"""Written by an instance to its stdout and stderr after each invocation: all before it is out."""
+OUTPUT_WAIT_S = 5.0
 
 
 def load_handler(code_uri_dir: str | Path, handler: str) -> Handler:
@@ -178,10 +184,20 @@ class _InstanceSpec:
     region: str
 
 
-def _instance_main(conn: Connection, spec: _InstanceSpec) -> None:
+def _mark_output() -> None:
+    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+        with contextlib.suppress(Exception):
+            stream.flush()
+        os.write(fd, _MARK)
+
+
+def _instance_main(conn: Connection, out: Connection, err: Connection, spec: _InstanceSpec) -> None:
     """Entry point of an instance process: import the handler, then serve invocations."""
     # Ctrl-C in a terminal reaches the whole process group: the stack stops its instances itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for pipe, fd in ((out, 1), (err, 2)):
+        os.dup2(pipe.fileno(), fd)
+        pipe.close()
     os.environ.clear()
     os.environ.update(spec.environment)
     for stream in (sys.stdout, sys.stderr):
@@ -196,6 +212,7 @@ def _instance_main(conn: Connection, spec: _InstanceSpec) -> None:
     except BaseException as exc:
         conn.send(("init_error", _describe(exc)))
         return
+    _mark_output()
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -219,6 +236,7 @@ def _instance_main(conn: Connection, spec: _InstanceSpec) -> None:
         except BaseException as exc:  # SystemExit too: Lambda reports it, then restarts the runtime
             reply = ("error", _describe(exc))
             fatal = not isinstance(exc, Exception)
+        _mark_output()
         try:
             conn.send(reply)
         except (EOFError, OSError):
@@ -227,6 +245,56 @@ def _instance_main(conn: Connection, spec: _InstanceSpec) -> None:
             conn.send(("error", _describe(exc)))
         if fatal:
             return
+
+
+class _Pump(threading.Thread):
+    """Copies an instance's stdout or stderr pipe to this process's ``sys.stdout`` / ``sys.stderr``
+    (looked up on every write, so pytest's capture of the test running now gets it)."""
+
+    def __init__(self, reader: Connection, stream: str, name: str) -> None:
+        super().__init__(name=f"{name}:{stream}", daemon=True)
+        self.reader = reader
+        self.stream = stream
+        self.marks = 0
+        self.closed = False
+        self._seen = threading.Condition()
+
+    def run(self) -> None:
+        fd = self.reader.fileno()
+        pending = b""
+        try:
+            while chunk := os.read(fd, 65536):
+                pending += chunk
+                while (at := pending.find(_MARK)) >= 0:
+                    self._write(pending[:at])
+                    pending = pending[at + len(_MARK) :]
+                    with self._seen:
+                        self.marks += 1
+                        self._seen.notify_all()
+                if (end := pending.rfind(b"\n")) >= 0:
+                    self._write(pending[: end + 1])
+                    pending = pending[end + 1 :]
+        except OSError:
+            pass
+        finally:
+            self._write(pending)
+            with contextlib.suppress(OSError):
+                self.reader.close()
+            with self._seen:
+                self.closed = True
+                self._seen.notify_all()
+
+    def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        stream = getattr(sys, self.stream)
+        with contextlib.suppress(Exception):  # a closed or swapped stream must not kill the pump
+            stream.write(data.decode("utf-8", "replace"))
+            stream.flush()
+
+    def wait_for(self, marks: int, timeout: float = OUTPUT_WAIT_S) -> None:
+        with self._seen:
+            self._seen.wait_for(lambda: self.marks >= marks or self.closed, timeout)
 
 
 @contextlib.contextmanager
@@ -252,11 +320,17 @@ class _Instance:
     generation: int
     started_at: float
     pid: int = 0
+    pumps: tuple[_Pump, ...] = ()
     invocations: int = 0
     busy: bool = False
     request_id: str = ""
     _stopped: bool = False
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def output_copied(self) -> None:
+        """Wait until what the instance printed up to its last answer is copied out."""
+        for pump in self.pumps:
+            pump.wait_for(self.invocations + 1)
 
     def kill(self) -> None:
         with self._stop_lock:
@@ -363,6 +437,8 @@ class LocalFunction:
             except (EOFError, OSError):
                 self._count("crashes")
                 raise self._crashed(instance, request_id) from None
+            instance.invocations += 1
+            instance.output_copied()
             if kind == "ok":
                 keep = True
                 return payload
@@ -429,7 +505,6 @@ class LocalFunction:
         with self._lock:
             instance.busy = False
             instance.request_id = ""
-            instance.invocations += 1
             keep = keep and not self._closed and instance.generation == self._generation
             if keep:
                 self._idle.append(instance)
@@ -453,13 +528,20 @@ class LocalFunction:
         )
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
+        out_reader, out_writer = context.Pipe(duplex=False)
+        err_reader, err_writer = context.Pipe(duplex=False)
+        name = f"relay-local:{self.logical_id}"
         process = context.Process(
-            target=_instance_main, args=(theirs, spec), name=f"relay-local:{self.logical_id}", daemon=True
+            target=_instance_main, args=(theirs, out_writer, err_writer, spec), name=name, daemon=True
         )
         with _spawn_lock, _main_module_hidden():
             process.start()
-        theirs.close()  # ours alone now: if the instance dies, reading it ends (EOF)
-        instance = _Instance(process, ours, generation, time.time(), pid=int(process.pid or 0))
+        for end in (theirs, out_writer, err_writer):
+            end.close()  # the instance's alone now: when it dies, reading ours ends (EOF)
+        pumps = (_Pump(out_reader, "stdout", name), _Pump(err_reader, "stderr", name))
+        for pump in pumps:
+            pump.start()
+        instance = _Instance(process, ours, generation, time.time(), pid=int(process.pid or 0), pumps=pumps)
         started = time.monotonic()
         try:
             if not ours.poll(self.init_timeout_s):
@@ -479,6 +561,7 @@ class LocalFunction:
                 raise InvocationError(
                     self.logical_id, f"Runtime.ImportModuleError: {error_type}", message, stack
                 )
+            instance.output_copied()
         except BaseException:
             instance.stop()
             raise

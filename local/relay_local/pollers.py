@@ -163,6 +163,8 @@ class SqsPoller:
         self.stats = PollerStats()
         self._stop = threading.Event()
         self._paused = threading.Event()
+        self._polling = 0  # workers inside poll_once (receiving or invoking)
+        self._polling_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> SqsPoller:
@@ -184,19 +186,45 @@ class SqsPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self._paused.is_set():
+            with self._polling_lock:
+                if self._paused.is_set():
+                    polling = False
+                else:
+                    self._polling += 1
+                    polling = True
+            if not polling:
                 self._stop.wait(0.05)
                 continue
+            backoff = 0.0
             try:
                 self.poll_once()
             except (ClientError, BotoCoreError) as exc:
                 if self._stop.is_set():
                     return
                 log.warning("%s: receive failed: %s", self.name, exc)
-                self._stop.wait(0.5)
+                backoff = 0.5
             except Exception:
                 log.exception("%s: poller error", self.name)
-                self._stop.wait(0.5)
+                backoff = 0.5
+            finally:
+                with self._polling_lock:
+                    self._polling -= 1
+            if backoff:
+                self._stop.wait(backoff)
+
+    def pause(self) -> None:
+        """No new receives from now on (a receive under way still completes: see ``busy``)."""
+        with self._polling_lock:
+            self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    @property
+    def busy(self) -> bool:
+        """A worker is receiving or running an invocation."""
+        with self._polling_lock:
+            return self._polling > 0
 
     def poll_once(self) -> int:
         """Receive one batch and process it; returns how many messages were received."""
@@ -287,17 +315,18 @@ class Pollers:
 
     @contextmanager
     def paused(self, timeout: float = 15.0) -> Iterator[None]:
-        """No new receives; waits (up to ``timeout``) for running invocations to finish first."""
+        """No new receives; waits (up to ``timeout``) for receives under way and running
+        invocations to finish first (a long poll may still hand a worker a message)."""
         for poller in self.pollers:
-            poller._paused.set()
+            poller.pause()
         try:
             deadline = time.monotonic() + timeout
-            while self.in_flight() and time.monotonic() < deadline:
+            while any(poller.busy for poller in self.pollers) and time.monotonic() < deadline:
                 time.sleep(0.05)
             yield
         finally:
             for poller in self.pollers:
-                poller._paused.clear()
+                poller.resume()
 
     def totals(self) -> dict[str, int]:
         total: dict[str, int] = {}

@@ -332,7 +332,7 @@ def test_repo_template_resources_and_environment() -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     template = _write_project(tmp_path_factory.mktemp("project"))
-    with LocalStack(template, api_port=0, sandbox=False, poller_workers=2) as local:
+    with LocalStack(template, api_port=0, sandbox=False, poller_workers=2, max_concurrency=4) as local:
         yield local
 
 
