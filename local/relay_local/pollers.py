@@ -163,8 +163,7 @@ class SqsPoller:
         self.stats = PollerStats()
         self._stop = threading.Event()
         self._paused = threading.Event()
-        self._polling = 0  # workers inside poll_once (receiving or invoking)
-        self._polling_lock = threading.Lock()
+        self._pause_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> SqsPoller:
@@ -186,45 +185,19 @@ class SqsPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._polling_lock:
-                if self._paused.is_set():
-                    polling = False
-                else:
-                    self._polling += 1
-                    polling = True
-            if not polling:
+            if self._paused.is_set():
                 self._stop.wait(0.05)
                 continue
-            backoff = 0.0
             try:
                 self.poll_once()
             except (ClientError, BotoCoreError) as exc:
                 if self._stop.is_set():
                     return
                 log.warning("%s: receive failed: %s", self.name, exc)
-                backoff = 0.5
+                self._stop.wait(0.5)
             except Exception:
                 log.exception("%s: poller error", self.name)
-                backoff = 0.5
-            finally:
-                with self._polling_lock:
-                    self._polling -= 1
-            if backoff:
-                self._stop.wait(backoff)
-
-    def pause(self) -> None:
-        """No new receives from now on (a receive under way still completes: see ``busy``)."""
-        with self._polling_lock:
-            self._paused.set()
-
-    def resume(self) -> None:
-        self._paused.clear()
-
-    @property
-    def busy(self) -> bool:
-        """A worker is receiving or running an invocation."""
-        with self._polling_lock:
-            return self._polling > 0
+                self._stop.wait(0.5)
 
     def poll_once(self) -> int:
         """Receive one batch and process it; returns how many messages were received."""
@@ -238,7 +211,13 @@ class SqsPoller:
         messages = response.get("Messages") or []
         if not messages:
             return 0
-        self.stats.add(received=len(messages), in_flight=1)
+        with self._pause_lock:
+            paused = self._paused.is_set()
+            if not paused:
+                self.stats.add(received=len(messages), in_flight=1)
+        if paused:  # a long poll that began before pause(): hand its messages straight back
+            self._hand_back(messages)
+            return 0
         try:
             records = [build_sqs_record(message, self.queue_arn, self.region) for message in messages]
             self.stats.add(invocations=1)
@@ -255,6 +234,26 @@ class SqsPoller:
             return len(messages)
         finally:
             self.stats.add(in_flight=-1)
+
+    def pause(self) -> None:
+        """No invocation starts from now on; messages a receive under way returns go back."""
+        with self._pause_lock:
+            self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def _hand_back(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for index, message in enumerate(messages)
+                ],
+            )
+        except (ClientError, BotoCoreError) as exc:  # they come back after their visibility timeout
+            log.warning("%s: could not hand back %d message(s): %s", self.name, len(messages), exc)
 
     def _failed_ids(self, result: Any, records: list[dict[str, Any]]) -> set[str]:
         if not self.report_batch_item_failures or not result:
@@ -315,13 +314,13 @@ class Pollers:
 
     @contextmanager
     def paused(self, timeout: float = 15.0) -> Iterator[None]:
-        """No new receives; waits (up to ``timeout``) for receives under way and running
-        invocations to finish first (a long poll may still hand a worker a message)."""
+        """No new invocations; waits (up to ``timeout``) for running ones to finish first.
+        Messages that a receive under way returns meanwhile are handed back to their queue."""
         for poller in self.pollers:
             poller.pause()
         try:
             deadline = time.monotonic() + timeout
-            while any(poller.busy for poller in self.pollers) and time.monotonic() < deadline:
+            while self.in_flight() and time.monotonic() < deadline:
                 time.sleep(0.05)
             yield
         finally:
