@@ -629,9 +629,9 @@ class LocalFunction:
             instances, self._live, self._idle = self._live, [], []
             self._lock.notify_all()
         for instance in instances:
-            if instance.busy:
-                instance.kill()  # its invoking thread sees EOF and stops it
-            else:
+            instance.kill()  # all at once; a busy one's invoking thread sees EOF and stops it
+        for instance in instances:
+            if not instance.busy:
                 instance.stop()
 
 

@@ -356,8 +356,9 @@ class LocalStack:
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
-        for function in self.functions.values():
-            function.stop()
+        if self.functions:
+            with ThreadPoolExecutor(len(self.functions), thread_name_prefix="stop") as pool:
+                list(pool.map(LocalFunction.stop, self.functions.values()))
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
