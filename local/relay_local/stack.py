@@ -252,6 +252,8 @@ class LocalStack:
         process's environment changes too (``stop()`` restores it). Returns the previous values,
         for :meth:`update_environment` to put back."""
         previous = {key: os.environ.get(key) for key in values}
+        if all(previous[key] == (None if value is None else str(value)) for key, value in values.items()):
+            return previous  # nothing changes: the instances stay
         for key, value in values.items():
             if value is None:
                 self._unsetenv(key)
