@@ -9,7 +9,6 @@ seconds; every test gets wiped AWS state, a reset sandbox and its own random gro
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import boto3
 import httpx
 import pytest
 from relay_local import aws
-from relay_local.stack import LocalStack, refresh_relay_caches
+from relay_local.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
@@ -71,7 +70,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def relay_stack() -> Iterator[LocalStack]:
-    with LocalStack(api_port=0, env=COMPRESSED_ENV, sandbox=True, poller_workers=6) as stack:
+    # Two instances per function at most: the suite runs on two cores, where more instances than
+    # cores (beside moto and the stack) only starve one another - and delay a send past the
+    # Optimove limiter's bucket, which the upstream then counts in the next second (a 429).
+    with LocalStack(
+        api_port=0, env=COMPRESSED_ENV, sandbox=True, poller_workers=6, max_concurrency=2
+    ) as stack:
         yield stack
 
 
@@ -111,19 +115,13 @@ def sqs(relay: LocalStack) -> Any:
 
 @contextmanager
 def relay_env(**values: str) -> Iterator[None]:
-    """Change relay settings for a block (the running stack re-reads them), then restore."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    refresh_relay_caches()
-    try:
+    """Change relay settings for a block, then restore them: a configuration update of the
+    running stack's functions (instances started from then on see the new values)."""
+    stack = LocalStack.active()
+    if stack is None:
+        raise RuntimeError("relay_env needs a running LocalStack")
+    with stack.environment(**values):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        refresh_relay_caches()
 
 
 # -- payloads -------------------------------------------------------------------------------------

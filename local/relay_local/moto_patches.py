@@ -20,6 +20,12 @@ from typing import Any
 
 _applied = False
 _lock = threading.Lock()
+_originals: list[tuple[Any, str, Any]] = []  # (owner, attribute, value before apply())
+
+
+def _patch(owner: Any, name: str, value: Any) -> None:
+    _originals.append((owner, name, owner.__dict__[name]))
+    setattr(owner, name, value)
 
 
 class _CopyWithoutTableBackups:
@@ -46,7 +52,7 @@ def apply() -> None:
         from moto.dynamodb.models.dynamo_type import DynamoType
         from moto.dynamodb.models.table import Table
 
-        models.copy = _CopyWithoutTableBackups(Table)  # type: ignore[attr-defined]
+        _patch(models, "copy", _CopyWithoutTableBackups(Table))
         original = models.DynamoDBBackend.transact_write_items
 
         def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -81,10 +87,24 @@ def apply() -> None:
                         table.items[hash_value] = before
                 raise
 
-        models.DynamoDBBackend.transact_write_items = transact_write_items
+        _patch(models.DynamoDBBackend, "transact_write_items", transact_write_items)
         _read_retention_period_directly()
         _count_messages_with_one_clock_read()
         _applied = True
+
+
+def revert() -> None:
+    """Put moto back as it was (tests compare moto with and without the patches)."""
+    global _applied
+    with _lock:
+        while _originals:
+            owner, name, value = _originals.pop()
+            setattr(owner, name, value)
+        _applied = False
+
+
+def applied() -> bool:
+    return _applied
 
 
 def _read_retention_period_directly() -> None:
@@ -95,7 +115,9 @@ def _read_retention_period_directly() -> None:
         retention_period = int(self.get_queue(queue_name).message_retention_period)
         return retention_period + message.sent_timestamp / 1000 > unix_time()
 
-    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
+    _patch(
+        SQSBackend, "is_message_valid_based_on_retention_period", is_message_valid_based_on_retention_period
+    )
 
 
 def _count_messages_with_one_clock_read() -> None:
@@ -115,6 +137,6 @@ def _count_messages_with_one_clock_read() -> None:
         now = unix_time_millis()
         return sum(1 for m in self._messages if not now > m.visible_at)
 
-    Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
-    Queue.approximate_number_of_messages_delayed = property(delayed)  # type: ignore[method-assign,assignment]
-    Queue.approximate_number_of_messages_not_visible = property(not_visible)  # type: ignore[method-assign,assignment]
+    _patch(Queue, "messages", property(messages))
+    _patch(Queue, "approximate_number_of_messages_delayed", property(delayed))
+    _patch(Queue, "approximate_number_of_messages_not_visible", property(not_visible))

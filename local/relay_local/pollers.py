@@ -163,6 +163,7 @@ class SqsPoller:
         self.stats = PollerStats()
         self._stop = threading.Event()
         self._paused = threading.Event()
+        self._pause_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> SqsPoller:
@@ -210,7 +211,13 @@ class SqsPoller:
         messages = response.get("Messages") or []
         if not messages:
             return 0
-        self.stats.add(received=len(messages), in_flight=1)
+        with self._pause_lock:
+            paused = self._paused.is_set()
+            if not paused:
+                self.stats.add(received=len(messages), in_flight=1)
+        if paused:  # a long poll that began before pause(): hand its messages straight back
+            self._hand_back(messages)
+            return 0
         try:
             records = [build_sqs_record(message, self.queue_arn, self.region) for message in messages]
             self.stats.add(invocations=1)
@@ -227,6 +234,26 @@ class SqsPoller:
             return len(messages)
         finally:
             self.stats.add(in_flight=-1)
+
+    def pause(self) -> None:
+        """No invocation starts from now on; messages a receive under way returns go back."""
+        with self._pause_lock:
+            self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def _hand_back(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for index, message in enumerate(messages)
+                ],
+            )
+        except (ClientError, BotoCoreError) as exc:  # they come back after their visibility timeout
+            log.warning("%s: could not hand back %d message(s): %s", self.name, len(messages), exc)
 
     def _failed_ids(self, result: Any, records: list[dict[str, Any]]) -> set[str]:
         if not self.report_batch_item_failures or not result:
@@ -287,9 +314,10 @@ class Pollers:
 
     @contextmanager
     def paused(self, timeout: float = 15.0) -> Iterator[None]:
-        """No new receives; waits (up to ``timeout``) for running invocations to finish first."""
+        """No new invocations; waits (up to ``timeout``) for running ones to finish first.
+        Messages that a receive under way returns meanwhile are handed back to their queue."""
         for poller in self.pollers:
-            poller._paused.set()
+            poller.pause()
         try:
             deadline = time.monotonic() + timeout
             while self.in_flight() and time.monotonic() < deadline:
@@ -297,7 +325,7 @@ class Pollers:
             yield
         finally:
             for poller in self.pollers:
-                poller._paused.clear()
+                poller.resume()
 
     def totals(self) -> dict[str, int]:
         total: dict[str, int] = {}

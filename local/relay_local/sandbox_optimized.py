@@ -56,13 +56,35 @@ class ReceivedBatch:
     batch_uuid: str | None
 
 
+class Hold:
+    """A batch request the sandbox holds, unanswered, until :meth:`release` (see ``hold_next``)."""
+
+    def __init__(self, max_s: float) -> None:
+        self.max_s = max_s
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+
+    def wait_arrived(self, timeout: float) -> bool:
+        """True once the held request has been read (it is then being held)."""
+        return self.arrived.wait(timeout)
+
+    def release(self) -> None:
+        """Let the request go on: it is handled (and recorded) as it would have been."""
+        self._released.set()
+
+    def _hold(self) -> None:
+        self.arrived.set()
+        self._released.wait(self.max_s)
+
+
 @dataclass(frozen=True)
 class _Fault:
-    kind: Literal["fail", "drop", "delay"]
+    kind: Literal["fail", "drop", "delay", "hold"]
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     body: Json | None = None
     seconds: float = 0.0
+    hold: Hold | None = None
 
 
 @dataclass
@@ -332,9 +354,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         for name, value in answer.headers.items():
             self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+        try:
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the caller is gone (a held request)
+            self.close_connection = True
 
     def _handle(self) -> None:
         try:
@@ -382,6 +407,7 @@ class SandboxOptimized:
         self._token_limiter = _FixedWindowLimiter(token_limit, token_window_s)
         self._received: list[ReceivedBatch] = []
         self._faults: deque[_Fault] = deque()
+        self._holds: list[Hold] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -406,6 +432,10 @@ class SandboxOptimized:
         self._server = self._thread = None
         if server is None:
             return
+        with self._lock:
+            holds, self._holds = self._holds, []
+        for hold in holds:
+            hold.release()
         server.shutdown()
         server.close_connections()
         server.server_close()
@@ -433,12 +463,15 @@ class SandboxOptimized:
     # -- control ---------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every window, recorded request and pending fault."""
+        """Forget every window, recorded request and pending fault; release every hold."""
         with self._lock:
             self._group_limiter.clear()
             self._token_limiter.clear()
             self._received.clear()
             self._faults.clear()
+            holds, self._holds = self._holds, []
+        for hold in holds:
+            hold.release()
 
     def fail_next(
         self,
@@ -462,6 +495,15 @@ class SandboxOptimized:
         """Sleep ``seconds`` before handling each of the next ``count`` batch requests normally."""
         with self._lock:
             self._faults.extend([_Fault("delay", seconds=seconds)] * count)
+
+    def hold_next(self, max_s: float = 60.0) -> Hold:
+        """Hold the next batch request, unanswered, until the returned :class:`Hold` is released
+        (or ``max_s`` passed); then it is handled normally. ``hold.arrived`` tells it came."""
+        hold = Hold(max_s)
+        with self._lock:
+            self._faults.append(_Fault("hold", hold=hold))
+            self._holds.append(hold)
+        return hold
 
     # -- observation -----------------------------------------------------------------------------
 
@@ -547,7 +589,7 @@ class SandboxOptimized:
             bearer = authorization[7:].strip() or None
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
-        if fault is not None and fault.kind != "delay":
+        if fault is not None and fault.kind not in ("delay", "hold"):
             body = _loads_or_none(raw)
             if fault.kind == "drop":
                 self._record(group_id, bearer, arrived_at, 0, body)
@@ -555,7 +597,9 @@ class SandboxOptimized:
             self._record(group_id, bearer, arrived_at, fault.status, body)
             default = {"message": _reason(fault.status)}
             return self._delayed(_Answer(fault.status, fault.body or default, dict(fault.headers)))
-        if fault is not None:
+        if fault is not None and fault.hold is not None:
+            fault.hold._hold()
+        elif fault is not None:
             time.sleep(fault.seconds)
         answer, body, batch_uuid = self._authorized_batches(group_id, bearer, raw)
         self._record(group_id, bearer, arrived_at, answer.status, body, batch_uuid)

@@ -13,13 +13,16 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from relay_local import aws, powertools_patches
+from relay_local import aws
 from relay_local.gateway import Gateway, http_api_routes
-from relay_local.lambdas import LocalFunction, functions_from_template
+from relay_local.lambdas import DEFAULT_MAX_CONCURRENCY, LocalFunction, functions_from_template
 from relay_local.pollers import Pollers, SqsPoller, sqs_mappings
 from relay_local.template import load_template
 
@@ -40,7 +43,11 @@ def _number(value: str) -> int | float:
 
 
 def refresh_relay_caches() -> None:
-    """Make the relay library re-read settings and re-create AWS clients (if it caches them)."""
+    """Make the relay library *in this process* re-read settings and re-create AWS clients.
+
+    The functions run in processes of their own and never need this; it is for code that uses
+    the relay library beside the stack (benchmarks accepting triggers in-process) after the
+    stack changed the environment (start, stop, :meth:`LocalStack.update_environment`)."""
     for module_name, function_name in (("relay.core.wiring", "reset"),):
         try:
             module = __import__(module_name, fromlist=[function_name])
@@ -61,6 +68,12 @@ class LocalStack:
     ``env`` overrides the process environment (e.g. compressed limits for tests); ``sandbox``:
     None starts the sandbox Optimized.app only when ``OPTIMIZED_API_URL`` is not set, True/False
     force it on/off. Environment changes are undone by ``stop()``.
+
+    Every function runs in processes of its own, as in Lambda (see :mod:`relay_local.lambdas`),
+    with this process's environment as the stack set it; ``max_concurrency`` caps each function's
+    instances unless the template reserves concurrency (default ``RELAY_LOCAL_MAX_CONCURRENCY``,
+    else 4). ``prewarm``: function ids with one instance started by ``start()`` (a broken handler
+    then fails ``start()``); True: every function, the default.
     """
 
     def __init__(
@@ -71,6 +84,8 @@ class LocalStack:
         env: dict[str, str] | None = None,
         sandbox: bool | None = None,
         poller_workers: int = 2,
+        max_concurrency: int | None = None,
+        prewarm: bool | list[str] = True,
     ) -> None:
         path = Path(template_path)
         if not path.is_file() and not path.is_absolute() and (_REPO_ROOT / path).is_file():
@@ -81,6 +96,8 @@ class LocalStack:
         self.env_overrides = dict(env or {})
         self.sandbox_mode = sandbox
         self.poller_workers = poller_workers
+        self.max_concurrency = max_concurrency
+        self.prewarm = prewarm
 
         self.template: dict[str, Any] = {}
         self.region = "us-east-1"
@@ -167,8 +184,12 @@ class LocalStack:
         self.resources = aws.reset(self.moto_endpoint, self.template, self.region)
 
         # 2. The functions' environment from the template, then the caller's overrides.
-        powertools_patches.apply()
-        self.functions = functions_from_template(self.template, self.template_path.parent, self.region)
+        max_concurrency = self.max_concurrency or int(
+            os.environ.get("RELAY_LOCAL_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY)
+        )
+        self.functions = functions_from_template(
+            self.template, self.template_path.parent, self.region, max_concurrency=max_concurrency
+        )
         for function_id in self.functions:
             for key, value in aws.function_environment(self.template, self.resources, function_id).items():
                 self._setenv(key, value, override=False)
@@ -192,14 +213,67 @@ class LocalStack:
             self._setenv("RELAY_API_KEYS", self.api_key)
         refresh_relay_caches()
 
-        # 4. Handlers, HTTP API, pollers.
+        # 4. Functions (each instance gets the environment as it is now), HTTP API, pollers.
+        self._configure_functions()
+        self._prewarm()
         invokers = {function_id: function.invoke for function_id, function in self.functions.items()}
-        for function in self.functions.values():
-            function.handler  # noqa: B018 - import now so a broken handler fails start(), not a request
         self.gateway = Gateway(http_api_routes(self.template, invokers), port=self.api_port).start()
         self.pollers = Pollers(self._make_pollers()).start()
         self._start_schedules()
         log.info("local stack up: API %s, moto %s", self.api_url, self.moto_endpoint)
+
+    def _configure_functions(self) -> None:
+        environment = dict(os.environ)
+        for function in self.functions.values():
+            function.update_environment(environment)
+
+    def _prewarm(self) -> None:
+        """One instance of each chosen function, started side by side (a cold start each)."""
+        if self.prewarm is True:
+            chosen = list(self.functions.values())
+        else:
+            chosen = [self.functions[f] for f in self.prewarm or () if f in self.functions]
+        if not chosen:
+            return
+        with ThreadPoolExecutor(len(chosen), thread_name_prefix="prewarm") as pool:
+            for future in [pool.submit(function.warm) for function in chosen]:
+                future.result()
+
+    # -- configuration updates ------------------------------------------------------------------
+
+    def update_environment(self, **values: str | None) -> dict[str, str | None]:
+        """Change environment variables of every function (None removes one), as a Lambda
+        configuration update does: idle instances are retired, busy ones when their invocation
+        ends, and later invocations run on instances started with the new environment. This
+        process's environment changes too (``stop()`` restores it). Returns the previous values,
+        for :meth:`update_environment` to put back."""
+        previous = {key: os.environ.get(key) for key in values}
+        if all(previous[key] == (None if value is None else str(value)) for key, value in values.items()):
+            return previous  # nothing changes: the instances stay
+        for key, value in values.items():
+            if value is None:
+                self._unsetenv(key)
+            else:
+                self._setenv(key, str(value))
+        refresh_relay_caches()
+        if self._started:
+            self._configure_functions()
+        return previous
+
+    @contextmanager
+    def environment(self, **values: str | None) -> Iterator[Self]:
+        """:meth:`update_environment` for a block, then the previous values again."""
+        previous = self.update_environment(**values)
+        try:
+            yield self
+        finally:
+            self.update_environment(**previous)
+
+    @classmethod
+    def active(cls) -> LocalStack | None:
+        """The stack running in this process, if any."""
+        with _active_lock:
+            return _active
 
     def _start_sandbox(self) -> None:
         from relay_local.sandbox_optimized import SandboxOptimized
@@ -280,6 +354,9 @@ class LocalStack:
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
+        if self.functions:
+            with ThreadPoolExecutor(len(self.functions), thread_name_prefix="stop") as pool:
+                list(pool.map(LocalFunction.stop, self.functions.values()))
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
@@ -301,7 +378,8 @@ class LocalStack:
         """Wipe moto and re-create the template's resources (same names and URLs).
 
         Pollers are paused and running invocations finish first, so no work of before the reset
-        lands in the fresh tables and queues."""
+        lands in the fresh tables and queues. Warm instances stay: what they hold (clients,
+        table names, queue URLs) is still right."""
         if self.pollers is not None:
             with self.pollers.paused():
                 return self._reset_aws()
@@ -311,7 +389,6 @@ class LocalStack:
         resources = aws.reset(self.moto_endpoint, self.template, self.region)
         assert resources is not None
         self.resources = resources
-        refresh_relay_caches()
         return resources
 
     def poller_stats(self) -> dict[str, dict[str, int]]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import httpx
 import pytest
 from relay_local import aws
 from relay_local.gateway import build_http_event, to_http_response
-from relay_local.lambdas import LambdaContext, load_handler
+from relay_local.lambdas import InstanceCrashed, InvocationError, InvocationTimeout, LocalFunction
 from relay_local.stack import LocalStack
 from relay_local.template import Resolver, load_template, loads
 
@@ -83,6 +85,10 @@ Resources:
       FifoQueue: true
       ContentBasedDeduplication: true
       VisibilityTimeout: 5
+  SlowQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 2
   HttpApi:
     Type: AWS::Serverless::HttpApi
   EchoFunction:
@@ -122,16 +128,48 @@ Resources:
           Properties:
             Queue: !GetAtt OrderedQueue.Arn
             BatchSize: 1
+  SlowFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: slow/
+      Timeout: 30
+      Events:
+        Slow:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt SlowQueue.Arn
+            BatchSize: 1
+  NapFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: slow/
+      Timeout: 1
+      ReservedConcurrentExecutions: 2
 """
 
 ECHO_APP = """
 import base64
 import json
 import os
+import time
+import uuid
+from pathlib import Path
+
+
+def _meet(folder, parties):
+    # Wait (20 s at most) until `parties` invocations have arrived here: they run side by side.
+    folder = Path(folder)
+    (folder / uuid.uuid4().hex).touch()
+    deadline = time.monotonic() + 20
+    while len(list(folder.iterdir())) < parties and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def lambda_handler(event, context):
     path = event["rawPath"]
+    query = event.get("queryStringParameters") or {}
+    if "meet" in query:
+        _meet(query["meet"], int(query["parties"]))
     if path == "/items/boom":
         raise RuntimeError("boom")
     if path == "/items/plain":
@@ -144,6 +182,7 @@ def lambda_handler(event, context):
         "headers": {"content-type": "application/json", "x-echo": "1"},
         "cookies": ["session=abc; Path=/"],
         "body": json.dumps({
+            "pid": os.getpid(),
             "event": event,
             "env": {k: os.environ.get(k) for k in (
                 "TABLE", "WORK_QUEUE_URL", "FROM_PARAMETER", "REGION_SUB", "ECHO_ONLY", "AWS_ENDPOINT_URL")},
@@ -188,6 +227,36 @@ def lambda_handler(event, context):
 """
 
 
+SLOW_APP = """
+import json
+import os
+import time
+
+import boto3
+
+_table = None
+
+
+def table():
+    global _table
+    if _table is None:
+        _table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
+    return _table
+
+
+def lambda_handler(event, context):
+    if "Records" not in event:  # invoked directly
+        time.sleep(float(event.get("sleep", 0)))
+        return {"pid": os.getpid(), "remaining_ms": context.get_remaining_time_in_millis()}
+    for record in event["Records"]:
+        body = json.loads(record["body"])
+        receive_count = record["attributes"]["ApproximateReceiveCount"]
+        if body.get("hold") and receive_count == "1":
+            time.sleep(context.get_remaining_time_in_millis() / 1000 + 5)  # until killed
+        table().put_item(Item={"pk": body["id"], "pid": str(os.getpid()), "receive_count": receive_count})
+"""
+
+
 def _wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -204,6 +273,8 @@ def _write_project(root: Path) -> Path:
     (root / "echo" / "app.py").write_text(textwrap.dedent(ECHO_APP))
     (root / "worker").mkdir()
     (root / "worker" / "app.py").write_text(textwrap.dedent(WORKER_APP))
+    (root / "slow").mkdir()
+    (root / "slow" / "app.py").write_text(textwrap.dedent(SLOW_APP))
     path = root / "template.yaml"
     path.write_text(TEMPLATE)
     return path
@@ -261,7 +332,7 @@ def test_repo_template_resources_and_environment() -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     template = _write_project(tmp_path_factory.mktemp("project"))
-    with LocalStack(template, api_port=0, sandbox=False, poller_workers=2) as local:
+    with LocalStack(template, api_port=0, sandbox=False, poller_workers=2, max_concurrency=4) as local:
         yield local
 
 
@@ -558,15 +629,127 @@ def test_reset_aws_recreates_empty_resources(stack: LocalStack, ddb: Any) -> Non
     )
 
 
-def test_load_handler_keeps_same_named_modules_apart(tmp_path: Path) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_functions_with_same_named_modules_run_in_their_own_processes(tmp_path: Path) -> None:
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "app.py").write_text(f"def lambda_handler(event, context):\n    return {name!r}\n")
-    one = load_handler(tmp_path / "one", "app.lambda_handler")
-    two = load_handler(tmp_path / "two", "app.lambda_handler")
-    context = LambdaContext("fn", timeout_s=2)
-    assert (one({}, context), two({}, context)) == ("one", "two")
-    assert 0 < context.get_remaining_time_in_millis() <= 2000
+        (tmp_path / name / "helper.py").write_text(f"NAME = {name!r}\n")
+        (tmp_path / name / "app.py").write_text(
+            "import os, sys\nimport helper\n\n"
+            "def lambda_handler(event, context):\n"
+            "    return {'name': helper.NAME, 'pid': os.getpid(), 'app': sys.modules['app'].__file__,\n"
+            "            'remaining_ms': context.get_remaining_time_in_millis()}\n"
+        )
+    one = LocalFunction("OneFunction", tmp_path / "one", "app.lambda_handler", timeout_s=2)
+    two = LocalFunction("TwoFunction", tmp_path / "two", "app.lambda_handler", timeout_s=2)
+    try:
+        first, second = one.invoke({}), two.invoke({})
+        assert (first["name"], second["name"]) == ("one", "two")
+        assert first["app"] == str(tmp_path / "one" / "app.py")
+        assert second["app"] == str(tmp_path / "two" / "app.py")
+        assert first["pid"] != second["pid"] != os.getpid()
+        assert 0 < first["remaining_ms"] <= 2000
+        assert "helper" not in sys.modules  # nothing of theirs in the stack's process
+        assert one.invoke({})["pid"] == first["pid"]  # warm: the same instance again
+        assert [i.pid for i in one.instances()] == [first["pid"]]
+    finally:
+        one.stop()
+        two.stop()
+    assert not _alive(first["pid"])
+    assert not _alive(second["pid"])
+
+
+def test_concurrent_requests_run_on_separate_instances_each_with_its_own_event(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    parties = 3
+    url = f"{stack.api_url}/items/{{n}}?meet={tmp_path}&parties={parties}"
+    with ThreadPoolExecutor(parties) as pool:
+        answers = list(
+            pool.map(lambda n: httpx.post(url.format(n=n), json={"n": n}, timeout=60), range(parties))
+        )
+    seen = [answer.json() for answer in answers]
+    assert [json.loads(s["event"]["body"]) for s in seen] == [{"n": n} for n in range(parties)]
+    assert [s["event"]["pathParameters"] for s in seen] == [{"id": str(n)} for n in range(parties)]
+    # They met inside their handlers, so they ran at once: on three instances, one each.
+    assert len({s["pid"] for s in seen}) == parties
+    assert {s["pid"] for s in seen} <= {i.pid for i in stack.function("EchoFunction").instances()}
+
+
+def test_invocation_over_its_timeout_is_killed_and_fails(stack: LocalStack) -> None:
+    nap = stack.function("NapFunction")  # Timeout: 1
+    assert nap.max_concurrency == 2  # ReservedConcurrentExecutions
+    warm = nap.invoke({"sleep": 0})
+    assert 0 < warm["remaining_ms"] <= 1000
+    timeouts_before = nap.timeouts
+    started = time.monotonic()
+    with pytest.raises(InvocationTimeout, match=r"Task timed out after 1\.00 seconds") as failed:
+        nap.invoke({"sleep": 30})  # on the warm instance: the only idle one
+    assert time.monotonic() - started < 15
+    assert failed.value.error_type == "Sandbox.Timedout"
+    assert nap.timeouts == timeouts_before + 1
+    assert not _alive(warm["pid"])
+    assert warm["pid"] not in [i.pid for i in nap.instances()]
+    assert nap.invoke({"sleep": 0})["pid"] != warm["pid"]  # a fresh instance
+
+
+def test_handler_error_fails_the_invocation_and_keeps_the_instance(stack: LocalStack) -> None:
+    echo = stack.function("EchoFunction")
+    event = build_http_event("GET", "/items/boom", {}, b"", "GET /items/{id}", {"id": "boom"})
+    with pytest.raises(InvocationError, match="RuntimeError: boom") as failed:
+        echo.invoke(event)
+    assert (failed.value.error_type, failed.value.error_message) == ("RuntimeError", "boom")
+    assert 'raise RuntimeError("boom")' in failed.value.stack_trace
+    assert not isinstance(failed.value, InstanceCrashed | InvocationTimeout)
+    assert echo.crashes == 0
+
+
+def test_instance_killed_mid_invocation_message_comes_back_to_a_fresh_instance(
+    stack: LocalStack, sqs: Any, ddb: Any
+) -> None:
+    slow = stack.function("SlowFunction")
+    errors_before = stack.poller_stats()["SlowFunction.Slow"]["errors"]
+    crashes_before = slow.crashes
+    body = json.dumps({"id": "held-then-killed", "hold": True})
+    sqs.send_message(QueueUrl=stack.resources.url("SlowQueue"), MessageBody=body)  # type: ignore[union-attr]
+    [pid] = _wait_for(slow.busy_pids, what="the first delivery running")
+    os.kill(pid, signal.SIGKILL)
+
+    def done() -> dict[str, Any] | None:
+        return ddb.get_item(TableName="Table", Key={"pk": {"S": "held-then-killed"}}).get("Item")
+
+    item = _wait_for(done, what="the message redelivered (after its 2 s visibility) and done")
+    assert item["receive_count"]["S"] == "2"
+    assert int(item["pid"]["S"]) != pid
+    assert not _alive(pid)
+    assert pid not in [i.pid for i in slow.instances()]
+    assert slow.crashes == crashes_before + 1
+    assert stack.poller_stats()["SlowFunction.Slow"]["errors"] == errors_before + 1
+    _wait_for(lambda: _queue_count(sqs, stack.resources.url("SlowQueue")) == 0, what="message deleted")  # type: ignore[union-attr]
+
+
+def test_environment_update_retires_instances(stack: LocalStack) -> None:
+    def env() -> dict[str, Any]:
+        return httpx.get(f"{stack.api_url}/items/env").json()
+
+    before = env()
+    assert before["env"]["ECHO_ONLY"] == "yes"
+    with stack.environment(ECHO_ONLY="changed"):
+        assert os.environ["ECHO_ONLY"] == "changed"
+        during = env()
+        assert during["env"]["ECHO_ONLY"] == "changed"
+        assert during["pid"] != before["pid"]
+        assert not _alive(before["pid"])  # it was idle: retired at once
+    after = env()
+    assert after["env"]["ECHO_ONLY"] == "yes"
+    assert after["pid"] != during["pid"]
 
 
 def _run_translate(*args: str) -> subprocess.CompletedProcess[str]:
