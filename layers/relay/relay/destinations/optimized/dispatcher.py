@@ -1,4 +1,5 @@
-"""Dispatching one group: take a slot, claim up to 50 waiting profiles, send, record, repeat.
+"""Dispatching one group, the run loop: take a slot, claim up to 50 waiting profiles, send, record,
+repeat. Which chunks go together is ``packing``; the upstream body and its answer, ``requests``.
 
 Woken by a message "group G has work". Batches are formed when a slot opens, from whatever is
 waiting with the same schedule, whichever triggers it came from (packing). A wait longer than
@@ -7,7 +8,6 @@ waiting with the same schedule, whichever triggers it came from (packing). A wai
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import uuid
@@ -35,11 +35,9 @@ from relay.destinations.optimized.client import (
 )
 from relay.destinations.optimized.models import (
     BatchRequest,
-    UpstreamCampaign,
-    UpstreamSchedule,
-    ceil_to_second,
 )
-from relay.destinations.optimized.models import upstream_start_at as format_start_at
+from relay.destinations.optimized.packing import pack
+from relay.destinations.optimized.requests import build_request, split_created
 from relay.destinations.optimized.settings import OptimizedSettings
 from relay.destinations.optimized.store import ChunkResult, ClaimedBatch, PendingChunk
 from relay.destinations.optimized.wakeups import Wakeups
@@ -359,71 +357,3 @@ class GroupDispatcher:
             for c in exhausted
         ]
 
-
-def pack(chunks: Sequence[PendingChunk], size: int) -> tuple[list[PendingChunk], bool]:
-    """Oldest chunk's lane, filled in order up to ``size`` profiles.
-
-    Returns (batch, full): full when it holds ``size`` profiles or its lane has more than fit."""
-    lane = chunks[0].lane
-    batch: list[PendingChunk] = []
-    total = 0
-    lane_total = 0
-    for c in chunks:
-        if c.lane != lane:
-            continue
-        lane_total += c.size
-        if total + c.size <= size:
-            batch.append(c)
-            total += c.size
-    return batch, total >= size or lane_total > total
-
-
-def build_request(batch: Sequence[PendingChunk], now: float) -> tuple[BatchRequest, bool, float | None]:
-    """The upstream body; a start_at already past is moved to now (and reported as shifted)."""
-    profiles = [{k: v for k, v in p.items() if k not in ("index", "ref")} for c in batch for p in c.profiles]
-    schedule = batch[0].schedule
-    if not schedule:
-        return BatchRequest(profiles=profiles), False, None
-    start_at = schedule.get("start_at")
-    shifted = start_at is not None and start_at < now
-    if start_at is None or shifted:
-        start_at = ceil_to_second(now)
-    upstream = UpstreamSchedule(
-        start_at=format_start_at(start_at),
-        campaign=UpstreamCampaign(uuid=schedule["campaign_uuid"]),
-        calls_per_minute=schedule.get("calls_per_minute"),
-    )
-    return BatchRequest(profiles=profiles, schedule=upstream), shifted, start_at
-
-
-def split_created(
-    batch: ClaimedBatch, outcome: Created, shifted: bool, start_at: float | None, now: float
-) -> list[ChunkResult]:
-    """Map the upstream's profiles (same order as sent) back to each chunk and input profile."""
-    upstream = outcome.batch.profiles
-    schedule_uuid = outcome.batch.schedule.uuid if outcome.batch.schedule else None
-    results = []
-    offset = 0
-    for c in batch.chunks:
-        refs = []
-        for i, p in enumerate(c.profiles):
-            match = upstream[offset + i] if offset + i < len(upstream) else None
-            refs.append(
-                {
-                    "index": p.get("index"),
-                    "ref": p.get("ref"),
-                    "uuid": match.uuid if match else None,
-                    "external_id": match.external_id if match else None,
-                }
-            )
-        offset += c.size
-        fields = {
-            "batch_uuid": outcome.batch.uuid,
-            "schedule_uuid": schedule_uuid,
-            "upstream_profiles_json": json.dumps(refs, separators=(",", ":")),
-            "sent_at": now,
-            "start_shifted": shifted,
-            "sent_start_at": iso(start_at) if start_at else None,
-        }
-        results.append(ChunkResult(c, batch.batch_id, "sent", fields))
-    return results
