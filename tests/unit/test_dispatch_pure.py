@@ -9,10 +9,10 @@ import pytest
 from relay.destinations.optimized.accept import estimate_done, lane_of
 from relay.destinations.optimized.client import Created
 from relay.destinations.optimized.dispatcher import MAX_EARLY_S, DispatchDeps, GroupDispatcher
-from relay.destinations.optimized.packing import pack
-from relay.destinations.optimized.requests import build_request, split_created
 from relay.destinations.optimized.executions import derive_status
 from relay.destinations.optimized.models import BatchCreated, Schedule
+from relay.destinations.optimized.packing import pack
+from relay.destinations.optimized.requests import build_request, split_created
 from relay.destinations.optimized.settings import OptimizedSettings as Settings
 from relay.destinations.optimized.store import ClaimedBatch, PendingChunk
 

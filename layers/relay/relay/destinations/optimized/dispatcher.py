@@ -356,4 +356,3 @@ class GroupDispatcher:
             ChunkResult(c, batch.batch_id, "dead_lettered", {"error": error, "attempts": c.attempts + 1})
             for c in exhausted
         ]
-
