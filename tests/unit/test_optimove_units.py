@@ -169,3 +169,16 @@ def test_sandbox_status_progression_and_limit() -> None:
     assert limited[1]["Retry-After"] == "1"
     assert sandbox.max_in_any_window() == 2
     assert math.isclose(sandbox.rps, 2)
+
+
+def test_a_slot_holds_only_while_its_request_can_be_made_in_time() -> None:
+    # Buckets: a request must be made inside the bucket whose slot it took; a log slot, promptly.
+    now = [10.02]
+    bucket = per_second(None, "x", 10, clock=lambda: now[0])  # type: ignore[arg-type]
+    width = bucket.plan.width_s
+    assert bucket.still_valid(10.02)
+    now[0] = (math.floor(10.02 / width) + 1) * width  # the next bucket has begun
+    assert not bucket.still_valid(10.02)
+    log = per_second(None, "y", 1, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert log.still_valid(now[0] - 0.01)
+    assert not log.still_valid(now[0] - 0.5)

@@ -70,6 +70,11 @@ def take_slot(table: Table, name: str, index: int, quota: int, *, expires_at: in
 class BucketLimiter(SlotLimiter):
     plan: BucketPlan
 
+    def still_valid(self, taken_at: float) -> bool:
+        """A request must be made inside the bucket whose slot it took (see the module's proof)."""
+        width = self.plan.width_s
+        return self.clock() < (math.floor(taken_at / width) + 1) * width
+
     def acquire(self, max_wait_s: float) -> float | None:
         from relay.core.limiter import paused_until
 

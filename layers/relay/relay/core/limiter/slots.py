@@ -21,3 +21,13 @@ class SlotLimiter:
         """A slot now or within ``max_wait_s`` (the time it was taken), else None; the caller
         sends at once."""
         raise NotImplementedError
+
+    def still_valid(self, taken_at: float) -> bool:
+        """Whether a request made now still fits the slot taken at ``taken_at``. A slot holds
+        only if its request is made promptly: a caller that did anything slow in between (a
+        DynamoDB write on a loaded machine) asks here and takes a fresh slot if not."""
+        return self.clock() - taken_at <= PROMPT_S
+
+
+# How long after a sliding-log slot its request may still be made.
+PROMPT_S = 0.05

@@ -92,7 +92,9 @@ def send_one(execution_id: str, deps: OptimoveDeps) -> str:
     if status != "queued":
         return f"nothing to do: {status}"
 
-    if deps.limiter().acquire(s.optimove_max_inline_wait_s) is None:
+    limiter = deps.limiter()
+    slot = limiter.acquire(s.optimove_max_inline_wait_s)
+    if slot is None:
         deps.queues.send(execution_id, delay_s=random.uniform(1, 3))
         deps.emit("OptimoveSlotWaits", 1)
         return "no slot yet, re-queued"
@@ -103,6 +105,15 @@ def send_one(execution_id: str, deps: OptimoveDeps) -> str:
         )
     except ConditionFailed:
         return "taken elsewhere (or cancelled)"
+    if not limiter.still_valid(slot) and limiter.acquire(s.optimove_max_inline_wait_s) is None:
+        # The write outlasted the slot (a request made now could land in the next second beside
+        # another sender's) and no fresh one came in time: back to queued, nothing was sent.
+        store.transition(
+            table, execution_id, allowed_from=["sending"], to="queued", now=deps.clock(), note="slot expired"
+        )
+        deps.queues.send(execution_id, delay_s=random.uniform(1, 3))
+        deps.emit("OptimoveSlotWaits", 1)
+        return "slot expired, re-queued"
     request = RunRequest(topic_key=item["topic_key"], context=json.loads(item["context_json"]))
     outcome = deps.client.run(item["event_generator_id"], request)
     return record(execution_id, item, outcome, deps)
