@@ -53,12 +53,6 @@ def redrive(queue: str, message: dict[str, Any], now: float) -> str:
     return registry.get(message.get("destination")).redrive(message, now)
 
 
-def registry_error() -> type[Exception]:
-    from relay.executions.registry import UnknownDestination
-
-    return UnknownDestination
-
-
 def _receive(sqs: Any, queue_url: str, limit: int) -> list[dict]:
     messages: list[dict] = []
     while len(messages) < limit:
@@ -79,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max", type=int, default=100)
     args = parser.parse_args(argv)
     from relay.core.aws import client
+    from relay.executions.registry import UnknownDestination
 
     names = list(dlq_env) if args.queue == "all" else [args.queue]
     urls = {name: os.environ.get(dlq_env[name], "") for name in names}
@@ -98,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 print(f"{name}: {redrive(name, message, time.time())}")
-            except (ValueError, KeyError, registry_error()) as exc:
+            except (ValueError, KeyError, UnknownDestination) as exc:
                 failures += 1
                 print(f"{name}: left in the DLQ: {exc}", file=sys.stderr)
                 continue
