@@ -18,9 +18,9 @@ from relay.core.clock import Clock
 from relay.core.queue import Queue
 from relay.core.store.table import Table
 from relay.results import links, store
-from relay.results.ingest import SOURCE
 from relay.results.models import ResultView
 from relay.results.settings import ResultsSettings
+from relay.results.store import SOURCE
 
 if TYPE_CHECKING:  # the endpoint (and httpx) is imported only where results are forwarded
     from relay.results.endpoint import ResultsEndpoint

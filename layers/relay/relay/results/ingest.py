@@ -16,8 +16,7 @@ from relay.results import store
 from relay.results.adapters import optimized
 from relay.results.models import WebhookAccepted
 from relay.results.settings import ResultsSettings
-
-SOURCE = "optimized"
+from relay.results.store import SOURCE
 
 
 class QueueUnavailable(Exception):

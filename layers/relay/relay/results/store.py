@@ -14,6 +14,9 @@ from relay.core.store import codec, keys
 from relay.core.store.table import ConditionFailed, Table, TransactionCancelled, update_operation
 from relay.results.models import COUNTER_OF_TYPE
 
+# The platform whose webhooks the results path takes in (the key of its de-duplication marks).
+SOURCE = "optimized"
+
 
 class ExecutionGone(Exception):
     """The linked execution no longer exists (expired): the result is kept as unmatched."""
