@@ -9,6 +9,7 @@ seconds; every test gets wiped AWS state, a reset sandbox and its own random gro
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -206,6 +207,14 @@ class Api:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting on execution {execution_id}: {current}")
             time.sleep(0.05)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:

@@ -48,14 +48,9 @@ def refresh_relay_caches() -> None:
     The functions run in processes of their own and never need this; it is for code that uses
     the relay library beside the stack (benchmarks accepting triggers in-process) after the
     stack changed the environment (start, stop, :meth:`LocalStack.update_environment`)."""
-    for module_name, function_name in (("relay.core.wiring", "reset"),):
-        try:
-            module = __import__(module_name, fromlist=[function_name])
-            getattr(module, function_name)()
-        except (ImportError, AttributeError):
-            continue
-        except Exception:  # a half-written library must not stop the local stack
-            log.debug("%s.%s() failed", module_name, function_name, exc_info=True)
+    from relay.core import wiring
+
+    wiring.reset()
 
 
 _active: LocalStack | None = None

@@ -11,18 +11,10 @@ import signal
 from typing import Any
 
 import pytest
-from conftest import Api, batches_for, queue_depth, relay_env, schedule, wait_for
+from conftest import Api, batches_for, process_alive, queue_depth, relay_env, schedule, wait_for
 from relay_local.stack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_dispatcher_killed_while_upstream_holds_its_request_ends_ambiguous_never_resent(
@@ -58,7 +50,7 @@ def test_dispatcher_killed_while_upstream_holds_its_request_ends_ambiguous_never
         wait_for(lambda: queue_depth(sqs, queue) == 0, timeout=30, what="the wake-up done and deleted")
 
     assert [b.status for b in batches_for(relay, group)] == [201]  # created once, never re-sent
-    assert not _alive(pid)
+    assert not process_alive(pid)
     assert pid not in [i.pid for i in dispatch.instances()]
     assert dispatch.crashes == crashes + 1
     assert dispatch.cold_starts > cold_starts  # a fresh instance took the redelivered wake-up

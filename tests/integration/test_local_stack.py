@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from conftest import process_alive
 from relay_local import aws
 from relay_local.gateway import build_http_event, to_http_response
 from relay_local.lambdas import InstanceCrashed, InvocationError, InvocationTimeout, LocalFunction
@@ -197,8 +198,7 @@ def lambda_handler(event, context):
     }
 """
 
-WORKER_APP = """
-import json
+TABLE_HELPER = """
 import os
 
 import boto3
@@ -211,6 +211,12 @@ def table():
     if _table is None:
         _table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
     return _table
+"""
+
+WORKER_APP = (
+    TABLE_HELPER
+    + """
+import json
 
 
 def lambda_handler(event, context):
@@ -225,23 +231,14 @@ def lambda_handler(event, context):
         table().put_item(Item={"pk": body, "record": json.dumps(record)})
     return {"batchItemFailures": failures} if failures else None
 """
+)
 
 
-SLOW_APP = """
+SLOW_APP = (
+    TABLE_HELPER
+    + """
 import json
-import os
 import time
-
-import boto3
-
-_table = None
-
-
-def table():
-    global _table
-    if _table is None:
-        _table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
-    return _table
 
 
 def lambda_handler(event, context):
@@ -255,6 +252,7 @@ def lambda_handler(event, context):
             time.sleep(context.get_remaining_time_in_millis() / 1000 + 5)  # until killed
         table().put_item(Item={"pk": body["id"], "pid": str(os.getpid()), "receive_count": receive_count})
 """
+)
 
 
 def _wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
@@ -629,14 +627,6 @@ def test_reset_aws_recreates_empty_resources(stack: LocalStack, ddb: Any) -> Non
     )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_functions_with_same_named_modules_run_in_their_own_processes(tmp_path: Path) -> None:
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
@@ -662,8 +652,8 @@ def test_functions_with_same_named_modules_run_in_their_own_processes(tmp_path: 
     finally:
         one.stop()
         two.stop()
-    assert not _alive(first["pid"])
-    assert not _alive(second["pid"])
+    assert not process_alive(first["pid"])
+    assert not process_alive(second["pid"])
 
 
 def test_concurrent_requests_run_on_separate_instances_each_with_its_own_event(
@@ -695,7 +685,7 @@ def test_invocation_over_its_timeout_is_killed_and_fails(stack: LocalStack) -> N
     assert time.monotonic() - started < 15
     assert failed.value.error_type == "Sandbox.Timedout"
     assert nap.timeouts == timeouts_before + 1
-    assert not _alive(warm["pid"])
+    assert not process_alive(warm["pid"])
     assert warm["pid"] not in [i.pid for i in nap.instances()]
     assert nap.invoke({"sleep": 0})["pid"] != warm["pid"]  # a fresh instance
 
@@ -728,7 +718,7 @@ def test_instance_killed_mid_invocation_message_comes_back_to_a_fresh_instance(
     item = _wait_for(done, what="the message redelivered (after its 2 s visibility) and done")
     assert item["receive_count"]["S"] == "2"
     assert int(item["pid"]["S"]) != pid
-    assert not _alive(pid)
+    assert not process_alive(pid)
     assert pid not in [i.pid for i in slow.instances()]
     assert slow.crashes == crashes_before + 1
     assert stack.poller_stats()["SlowFunction.Slow"]["errors"] == errors_before + 1
@@ -746,7 +736,7 @@ def test_environment_update_retires_instances(stack: LocalStack) -> None:
         during = env()
         assert during["env"]["ECHO_ONLY"] == "changed"
         assert during["pid"] != before["pid"]
-        assert not _alive(before["pid"])  # it was idle: retired at once
+        assert not process_alive(before["pid"])  # it was idle: retired at once
     after = env()
     assert after["env"]["ECHO_ONLY"] == "yes"
     assert after["pid"] != during["pid"]

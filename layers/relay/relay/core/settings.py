@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound="RelaySettings")
@@ -75,6 +75,5 @@ def reset_settings() -> None:
 
 get_settings = loader(RelaySettings)
 
-
-def strip_slash(value: str) -> str:
-    return value.rstrip("/")
+# A base URL, without its trailing slash (clients join paths to it).
+BaseUrl = Annotated[str, AfterValidator(lambda value: value.rstrip("/"))]

@@ -55,6 +55,6 @@ def ingest_deps():  # -> IngestDeps
 def deliver_deps(emit: Callable[[str, float], None]):  # -> DeliverDeps
     from relay.results.deliver import DeliverDeps
 
-    deliver = DeliverDeps(wiring.table(), queue(), get_settings(), endpoint())
-    deliver.emit, deliver.links = emit, wiring.links_table()
-    return deliver
+    return DeliverDeps(
+        wiring.table(), queue(), get_settings(), endpoint(), emit=emit, links=wiring.links_table()
+    )

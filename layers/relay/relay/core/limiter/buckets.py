@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from relay.core.limiter.slots import SlotLimiter
+from relay.core.limiter.slots import SlotLimiter, paused_until
 from relay.core.store import codec, keys
 from relay.core.store.table import ConditionFailed, Table
 
@@ -76,8 +76,6 @@ class BucketLimiter(SlotLimiter):
         return self.clock() < (math.floor(taken_at / width) + 1) * width
 
     def acquire(self, max_wait_s: float) -> float | None:
-        from relay.core.limiter import paused_until
-
         deadline = self.clock() + max_wait_s
         width = self.plan.width_s
         while True:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.core.limiter.sliding_log import Log, Rule
-from relay.core.limiter.slots import SlotLimiter
+from relay.core.limiter.slots import SlotLimiter, paused_until
 from relay.core.store import codec, keys
 from relay.core.store.table import ConditionFailed, Table, TransactionCancelled, update_operation
 
@@ -91,8 +91,6 @@ class LogLimiter(SlotLimiter):
     rule: Rule
 
     def acquire(self, max_wait_s: float) -> float | None:
-        from relay.core.limiter import paused_until
-
         deadline = self.clock() + max_wait_s
         while True:
             now = self.clock()

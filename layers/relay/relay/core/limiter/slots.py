@@ -3,11 +3,26 @@ and the clock and sleep it waits with (injected, so tests compress or freeze tim
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from relay.core.store.table import Table
+
+# A 429 from the upstream pauses every sender of this process until its reset time.
+_paused_until = 0.0
+_pause_lock = threading.Lock()
+
+
+def pause_until(ts: float) -> None:
+    global _paused_until
+    with _pause_lock:
+        _paused_until = max(_paused_until, ts)
+
+
+def paused_until() -> float:
+    return _paused_until
 
 
 @dataclass(kw_only=True)

@@ -10,6 +10,7 @@ from typing import Any
 from relay.core.clock import Clock, iso
 from relay.core.store import keys
 from relay.core.store.table import Table
+from relay.destinations.optimized import NAME
 from relay.destinations.optimized import store as dispatch_store
 from relay.destinations.optimized.models import OptimizedTrigger, Schedule, TriggerAccepted
 from relay.destinations.optimized.settings import OptimizedSettings
@@ -109,7 +110,7 @@ def accept_optimized(
         **keys.execution(execution_id),
         "kind": "execution",
         "execution_id": execution_id,
-        "destination": "optimized",
+        "destination": NAME,
         "group_id": group_id,
         "schedule": schedule,
         "profiles_total": len(profiles),

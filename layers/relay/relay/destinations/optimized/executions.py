@@ -9,6 +9,7 @@ from relay.core.clock import iso
 from relay.core.store.table import Table
 from relay.destinations.optimized import store
 from relay.destinations.optimized.models import ExecutionStatus
+from relay.executions import store as executions
 from relay.executions.models import (
     COUNTERS,
     ChunkCounts,
@@ -119,7 +120,7 @@ def cancel(table: Table, item: dict[str, Any], now: float) -> OptimizedExecution
             cancelled += 1
     if cancelled == 0 and derive_status(item) not in ("queued", "dispatching"):
         raise NotCancellable(f"execution is {derive_status(item)}; nothing left to cancel")
-    current = table.get({"pk": item["pk"], "sk": item["sk"]}) or item
+    current = executions.get(table, execution_id) or item
     return get(table, current, details=True)
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
-from relay.core.settings import RelaySettings, loader, secret_value, strip_slash
+from relay.core.settings import BaseUrl, RelaySettings, loader, secret_value
 
 
 class OptimizedSettings(RelaySettings):
-    optimized_api_url: str = "https://api.optimized.app"
+    optimized_api_url: BaseUrl = "https://api.optimized.app"
     optimized_api_token: SecretStr | None = None
     optimized_api_token_secret: str | None = None
     optimized_group_limit: int = Field(10, ge=1)
@@ -53,8 +53,6 @@ class OptimizedSettings(RelaySettings):
     # --- Resources (set by the template / the local stack) -------------------------------
     dispatch_queue_url: str = ""
     dispatch_dlq_url: str = ""
-
-    _strip = field_validator("optimized_api_url")(classmethod(lambda cls, v: strip_slash(v)))
 
     def optimized_token(self) -> str | None:
         return secret_value(self.optimized_api_token, self.optimized_api_token_secret)

@@ -4,8 +4,7 @@ chunks parked after their last attempt. The work itself waits in DynamoDB."""
 from __future__ import annotations
 
 from relay.core.queue import Queue
-
-DESTINATION = "optimized"
+from relay.destinations.optimized import NAME
 
 
 class Wakeups:
@@ -16,7 +15,7 @@ class Wakeups:
         """Ask for a dispatcher for ``group_id`` in ``delay_s`` seconds (pass whole seconds: the
         dispatcher sleeps any sub-second rest itself, so a slot is not missed by up to a second).
         ``early_s``: the wake-up comes that much before its slot, to prepare the batches in time."""
-        message: dict[str, object] = {"kind": "wake", "destination": DESTINATION, "group_id": group_id}
+        message: dict[str, object] = {"kind": "wake", "destination": NAME, "group_id": group_id}
         if early_s > 0:
             message["early_s"] = round(early_s, 2)
         self.queue.send(message, delay_s=delay_s)
@@ -26,7 +25,7 @@ class Wakeups:
         self.queue.dead_letter(
             {
                 "kind": "dead_chunk",
-                "destination": DESTINATION,
+                "destination": NAME,
                 "execution_id": execution_id,
                 "seq": seq,
                 "group_id": group_id,

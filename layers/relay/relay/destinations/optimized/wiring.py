@@ -38,6 +38,6 @@ def client():
 def dispatch_deps(emit: Callable[[str, float], None]):  # -> DispatchDeps
     from relay.destinations.optimized.dispatcher import DispatchDeps
 
-    dispatch = DispatchDeps(wiring.table(), wakeups(), client(), get_settings())
-    dispatch.emit, dispatch.links = emit, wiring.links_table()
-    return dispatch
+    return DispatchDeps(
+        wiring.table(), wakeups(), client(), get_settings(), emit=emit, links=wiring.links_table()
+    )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from relay.core.clock import Clock, iso
 from relay.core.store import keys
 from relay.core.store.table import Table
-from relay.destinations.optimove import store
+from relay.destinations.optimove import NAME, store
 from relay.destinations.optimove.models import OptimoveTrigger, OptimoveTriggerAccepted
 from relay.destinations.optimove.queues import RunQueues
 from relay.destinations.optimove.schemas import SchemaRegistry
@@ -64,7 +64,7 @@ def accept_optimove(
         **keys.execution(execution_id),
         "kind": "execution",
         "execution_id": execution_id,
-        "destination": "optimove",
+        "destination": NAME,
         "status": status,
         "transitions": [{"status": status, "at": now}],
         "event_generator_id": trigger.event_generator_id,
@@ -86,7 +86,7 @@ def accept_optimove(
     }
     if scheduled:
         execution |= {
-            "gsi2pk": keys.scheduled_partition(store.DESTINATION),
+            "gsi2pk": keys.scheduled_partition(NAME),
             "gsi2sk": keys.scheduled_sort(iso(send_at), execution_id),
         }
     answer = OptimoveTriggerAccepted(

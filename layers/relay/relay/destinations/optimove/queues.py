@@ -4,8 +4,7 @@ on the poll queue). Both carry execution ids only; the state lives in DynamoDB."
 from __future__ import annotations
 
 from relay.core.queue import Queue
-
-DESTINATION = "optimove"
+from relay.destinations.optimove import NAME
 
 
 class RunQueues:
@@ -15,13 +14,13 @@ class RunQueues:
 
     def send(self, execution_id: str, *, delay_s: float = 0) -> None:
         self.send_queue.send(
-            {"kind": "send", "destination": DESTINATION, "execution_id": execution_id}, delay_s=delay_s
+            {"kind": "send", "destination": NAME, "execution_id": execution_id}, delay_s=delay_s
         )
 
     def poll(self, execution_id: str, *, attempt: int, delay_s: float) -> None:
         message = {
             "kind": "poll",
-            "destination": DESTINATION,
+            "destination": NAME,
             "execution_id": execution_id,
             "attempt": attempt,
         }
@@ -30,5 +29,5 @@ class RunQueues:
     def dead_letter(self, execution_id: str, reason: str) -> None:
         """A run that exhausted its retries: parked for `relay-dlq redrive` (the execution shows it)."""
         self.send_queue.dead_letter(
-            {"kind": "dead_send", "destination": DESTINATION, "execution_id": execution_id}, reason
+            {"kind": "dead_send", "destination": NAME, "execution_id": execution_id}, reason
         )

@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from relay.core.clock import iso
+from relay.destinations.optimove import NAME
 from relay.destinations.optimove.settings import OptimoveSettings
 
 logger = Logger(child=True)
@@ -26,7 +27,7 @@ def result_message(item: dict[str, Any]) -> dict[str, Any]:
         "type": f"optimove.{status}",
         "occurred_at": iso(float(item.get("updated_at", item["created_at"]))),
         "execution_id": item["execution_id"],
-        "destination": "optimove",
+        "destination": NAME,
         "event_generator_id": item.get("event_generator_id"),
         "topic_key": item.get("topic_key"),
         "optimove_execution_id": item.get("optimove_execution_id"),

@@ -95,9 +95,7 @@ def send_one(execution_id: str, deps: OptimoveDeps) -> str:
     limiter = deps.limiter()
     slot = limiter.acquire(s.optimove_max_inline_wait_s)
     if slot is None:
-        deps.queues.send(execution_id, delay_s=random.uniform(1, 3))
-        deps.emit("OptimoveSlotWaits", 1)
-        return "no slot yet, re-queued"
+        return _wait_for_slot(execution_id, deps, "no slot yet, re-queued")
     now = deps.clock()
     try:
         store.transition(
@@ -111,12 +109,17 @@ def send_one(execution_id: str, deps: OptimoveDeps) -> str:
         store.transition(
             table, execution_id, allowed_from=["sending"], to="queued", now=deps.clock(), note="slot expired"
         )
-        deps.queues.send(execution_id, delay_s=random.uniform(1, 3))
-        deps.emit("OptimoveSlotWaits", 1)
-        return "slot expired, re-queued"
+        return _wait_for_slot(execution_id, deps, "slot expired, re-queued")
     request = RunRequest(topic_key=item["topic_key"], context=json.loads(item["context_json"]))
     outcome = deps.client.run(item["event_generator_id"], request)
     return record(execution_id, item, outcome, deps)
+
+
+def _wait_for_slot(execution_id: str, deps: OptimoveDeps, outcome: str) -> str:
+    """Queue the run again in a moment: the brand's slots are taken for now."""
+    deps.queues.send(execution_id, delay_s=random.uniform(1, 3))
+    deps.emit("OptimoveSlotWaits", 1)
+    return outcome
 
 
 def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: OptimoveDeps) -> str:

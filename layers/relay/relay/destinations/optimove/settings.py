@@ -3,13 +3,13 @@ de-duplication and scheduling."""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
-from relay.core.settings import RelaySettings, loader, secret_value, strip_slash
+from relay.core.settings import BaseUrl, RelaySettings, loader, secret_value
 
 
 class OptimoveSettings(RelaySettings):
-    optimove_api_url: str = "https://opti-x.optimove.net/smart-campaigns/v1"
+    optimove_api_url: BaseUrl = "https://opti-x.optimove.net/smart-campaigns/v1"
     optimove_api_key: SecretStr | None = None
     optimove_brand_key: SecretStr | None = None
     optimove_brand_rps: float = Field(500, gt=0)
@@ -56,8 +56,6 @@ class OptimoveSettings(RelaySettings):
     poll_queue_url: str = ""
     poll_dlq_url: str = ""
     results_queue_url: str = ""
-
-    _strip = field_validator("optimove_api_url")(classmethod(lambda cls, v: strip_slash(v)))
 
     def optimove_keys(self) -> tuple[str | None, str | None]:
         """(x-api-key, x-brand-key): plain settings locally, Secrets Manager in AWS."""

@@ -12,8 +12,7 @@ from typing import Any
 
 from relay.core.store import codec, keys
 from relay.core.store.table import Table, TransactionCancelled
-
-DESTINATION = "optimove"
+from relay.destinations.optimove import NAME
 
 
 class Duplicate(Exception):
@@ -47,7 +46,7 @@ def create(
                 "Put": {
                     "Item": codec.dump(
                         {
-                            **keys.dedupe(DESTINATION, dedupe_hash),
+                            **keys.dedupe(NAME, dedupe_hash),
                             "execution_id": execution["execution_id"],
                             "created_at": now,
                             "expires_at": dedupe_expires_at,
@@ -66,7 +65,7 @@ def create(
         if 0 in failed:
             raise AlreadyExists(get(table, execution["execution_id"]) or {}) from cancelled
         if 1 in failed and dedupe_hash:
-            held = table.get(keys.dedupe(DESTINATION, dedupe_hash)) or {}
+            held = table.get(keys.dedupe(NAME, dedupe_hash)) or {}
             raise Duplicate(str(held.get("execution_id", ""))) from cancelled
         raise
 
@@ -154,7 +153,7 @@ def due(table: Table, until_iso: str, *, limit: int = 500) -> list[dict[str, Any
     items, _ = table.query(
         IndexName=keys.WAITING_INDEX,
         KeyConditionExpression="gsi2pk = :p AND gsi2sk <= :u",
-        ExpressionAttributeValues=codec.values(p=keys.scheduled_partition(DESTINATION), u=until_iso + "~"),
+        ExpressionAttributeValues=codec.values(p=keys.scheduled_partition(NAME), u=until_iso + "~"),
         Limit=limit,
     )
     return items

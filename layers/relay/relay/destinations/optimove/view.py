@@ -8,6 +8,7 @@ from pydantic import Field
 
 from relay.core.clock import iso
 from relay.core.models import Model
+from relay.destinations.optimove import NAME
 from relay.destinations.optimove.models import OptimoveStatus
 from relay.executions.models import ChunkCounts, ChunkError, ExecutionView, ProfileCounts, Transition
 
@@ -45,7 +46,7 @@ def optimove_view(item: dict[str, Any]) -> OptimoveExecutionView:
     last_error = item.get("last_error")
     return OptimoveExecutionView(
         execution_id=item["execution_id"],
-        destination="optimove",
+        destination=NAME,
         status=item["status"],
         # One upstream call fans out to a topic's audience: there are no profiles or chunks.
         profiles=ProfileCounts(total=0, sent=0, failed=0, ambiguous=0, dead_lettered=0, cancelled=0),
