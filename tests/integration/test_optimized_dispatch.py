@@ -369,6 +369,33 @@ def test_dropped_connection_is_ambiguous_and_not_resent(
     assert [b.status for b in batches_for(relay, group)] == [0]
 
 
+def test_a_claim_whose_dispatcher_vanished_is_settled_though_the_group_had_no_wakeup_left(
+    api: Api, relay: LocalStack, ddb: Any, sqs: Any, group: str
+) -> None:
+    """A dispatcher claims a chunk and dies after its wake-up was spent (taken by another
+    dispatcher, which found nothing pending): the group must not go idle with the chunk
+    'sending'. The dispatcher that sees another's sends in flight looks again when they would
+    count as abandoned, and marks them ambiguous then - nobody wakes the group from outside."""
+    table = Table(ddb, relay.resources.name("RelayTable"))
+    with relay_env(DISPATCH_STALE_SENDING_S="5"):
+        with relay.pollers.paused():
+            answer = api.trigger(group, 1, schedule(3600)).json()
+            [chunk] = dispatch_store.pending(table, group, 10)
+            logs = {f"test#{group}": Log().with_hits(Rule(3, 2.0), time.time(), 1)}
+            now = time.time()
+            assert dispatch_store.claim(
+                table, [ClaimedBatch("vanished", [chunk])], logs, now, expires_at=int(now) + 60
+            )
+        # The accept's wake-up now runs a dispatcher that finds only the vanished one's claim.
+        done = api.wait(answer["execution_id"], timeout=40)
+        _idle(relay, sqs)
+    assert done["status"] == "partially_failed"
+    [detail] = done["chunk_details"]
+    assert detail["status"] == "ambiguous"
+    assert "may have been sent" in detail["error"]["message"]
+    assert batches_for(relay, group) == []  # never sent by the relay itself
+
+
 def test_read_timeout_is_ambiguous_and_not_resent(api: Api, relay: LocalStack, sqs: Any, group: str) -> None:
     relay.sandbox.delay_next(1.5)  # OPTIMIZED_READ_TIMEOUT_S is 1; the upstream still creates it
     answer = api.trigger(group, 1, schedule(3600)).json()

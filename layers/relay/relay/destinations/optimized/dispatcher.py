@@ -118,6 +118,12 @@ class GroupDispatcher:
                     if d.clock() - float(state.get("last_work_at", 0)) < GSI_SETTLE_S:
                         d.queue.wake(self.group_id, delay_s=GSI_SETTLE_S)
                         return "recent work may not be indexed yet, looking again shortly"
+                    settle_at = self._settle_abandoned()
+                    if settle_at is not None:
+                        # Another dispatcher's sends are unsettled: if it died, its wake-up may
+                        # already be spent, so look again when they would count as abandoned.
+                        d.queue.wake(self.group_id, delay_s=max(1.0, settle_at - d.clock()))
+                        return "sends of another dispatcher in flight, looking again when they settle"
                     if store.disarm(d.table, self.group_id, int(state.get("work_version", 0))):
                         return "idle"
                     continue
@@ -208,22 +214,31 @@ class GroupDispatcher:
             return self.group_rule.limit
         return max(1, -(-sum(c.size for c in chunks) // size))
 
-    def _settle_abandoned(self) -> None:
+    def _settle_abandoned(self) -> float | None:
         """Chunks whose dispatcher died between claim and record are marked ambiguous, never
-        left 'sending' forever (and never silently re-sent: they may have reached the upstream)."""
+        left 'sending' forever (and never silently re-sent: they may have reached the upstream).
+
+        Returns when the oldest chunk another dispatcher still has in flight turns abandoned
+        (None: nothing in flight), so that a group is never left idle while it may need settling."""
         d = self.deps
         now = d.clock()
-        stale = store.stale_sending(d.table, self.group_id, now - d.settings.dispatch_stale_sending_s)
-        if not stale:
-            return
-        error = {"status": None, "message": "dispatcher stopped between claim and answer; may have been sent"}
-        store.finish(
-            d.table, [ChunkResult(c, c.batch_id or "", "ambiguous", {"error": error}) for c in stale], now
-        )
-        d.emit("ChunksAbandoned", len(stale))
-        logger.error(
-            "abandoned chunks marked ambiguous", extra={"group_id": self.group_id, "chunks": len(stale)}
-        )
+        bound = d.settings.dispatch_stale_sending_s
+        in_flight = store.sending(d.table, self.group_id)
+        stale = [c for c in in_flight if (c.claimed_at or 0.0) < now - bound]
+        if stale:
+            error = {
+                "status": None,
+                "message": "dispatcher stopped between claim and answer; may have been sent",
+            }
+            store.finish(
+                d.table, [ChunkResult(c, c.batch_id or "", "ambiguous", {"error": error}) for c in stale], now
+            )
+            d.emit("ChunksAbandoned", len(stale))
+            logger.error(
+                "abandoned chunks marked ambiguous", extra={"group_id": self.group_id, "chunks": len(stale)}
+            )
+        live = [c.claimed_at or now for c in in_flight if c not in stale]
+        return min(live) + bound if live else None
 
     def _form_batches(
         self, chunks: list[PendingChunk], slots: int, more_beyond: bool, now: float

@@ -41,6 +41,7 @@ class PendingChunk:
     gsi2sk: str
     attempts: int = 0
     batch_id: str | None = None
+    claimed_at: float | None = None
     profiles: list[dict[str, Any]] = field(default_factory=list)
     schedule: dict[str, Any] | None = None
 
@@ -60,6 +61,7 @@ class PendingChunk:
             gsi2sk=item["gsi2sk"],
             attempts=item.get("attempts", 0),
             batch_id=item.get("batch_id"),
+            claimed_at=float(item["claimed_at"]) if "claimed_at" in item else None,
             profiles=json.loads(item["profiles_json"]) if "profiles_json" in item else [],
             schedule=item.get("schedule"),
         )
@@ -259,16 +261,14 @@ def _count_on_execution(execution_id: str, results: Sequence[ChunkResult], now: 
     )
 
 
-def stale_sending(table: Table, group_id: str, claimed_before: float) -> list[PendingChunk]:
-    """Chunks claimed before ``claimed_before`` and never finished: their dispatcher died."""
+def sending(table: Table, group_id: str) -> list[PendingChunk]:
+    """Chunks of the group claimed by a dispatcher and not yet finished (sent, failed, released)."""
     items, _ = table.query(
         IndexName=keys.WAITING_INDEX,
         KeyConditionExpression="gsi2pk = :p",
-        FilterExpression="#status = :sending AND claimed_at < :before",
+        FilterExpression="#status = :sending",
         ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues=codec.values(
-            p=keys.sending_partition(group_id), sending="sending", before=claimed_before
-        ),
+        ExpressionAttributeValues=codec.values(p=keys.sending_partition(group_id), sending="sending"),
     )
     return [PendingChunk.from_item(i) for i in items]
 
