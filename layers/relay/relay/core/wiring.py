@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar
 
-from relay.core import aws
+from relay.core import aws, failpoints
 from relay.core.queue import Queue
 from relay.core.settings import get_settings, reset_settings
 from relay.core.store.table import Table
@@ -26,8 +26,9 @@ def once(build: F) -> F:
 
 
 def reset() -> None:
-    """Forget parsed settings, AWS clients and every cached dependency."""
+    """Forget parsed settings, armed failpoints, AWS clients and every cached dependency."""
     reset_settings()
+    failpoints.reset()
     aws.reset_clients()
     for cached in _cached:
         cached.cache_clear()
