@@ -35,6 +35,7 @@ FIRST_INVOCATION = {
     "poll": "from relay.destinations.optimove import wiring; wiring.deps(lambda n, v: None)",
     "scheduler": "from relay.core import wiring; wiring.table().client; "
     "from relay.destinations.optimove import wiring as w; w.run_queues()",
+    "reconciler": "from relay.core import wiring; wiring.table().client",
 }
 
 

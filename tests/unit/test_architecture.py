@@ -45,7 +45,7 @@ def test_generic_code_never_names_a_destination() -> None:
     generic = [
         *(LIBRARY / "core").rglob("*.py"),
         *(LIBRARY / "executions").rglob("*.py"),
-        *(FUNCTIONS / name / "app.py" for name in ("dispatch", "poll", "scheduler")),
+        *(FUNCTIONS / name / "app.py" for name in ("dispatch", "poll", "scheduler", "reconciler")),
         FUNCTIONS / "api" / "routes" / "executions.py",
         REPO / "ops" / "relay_ops" / "dlq.py",
     ]

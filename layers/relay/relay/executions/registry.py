@@ -55,6 +55,12 @@ class Destination:
         """Move scheduled work that is due onto its queue (the scheduler calls it every minute)."""
         return 0
 
+    def reconcile(self, now: float, stale_before: float, emit: Emit) -> dict[str, int]:
+        """Move on this destination's work left untouched since ``stale_before`` with nothing in
+        flight to move it (the reconciler calls it every minute). Returns repairs by kind; every
+        repair must be safe to repeat (a duplicate wake-up or message is harmless)."""
+        return {}
+
     def redrive(self, message: dict[str, Any], now: float) -> str:
         """Act on one dead-lettered message of this destination (`relay-dlq redrive`)."""
         raise ValueError(f"cannot re-drive a message of kind {message.get('kind')!r}")
