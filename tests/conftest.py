@@ -125,6 +125,21 @@ def relay_env(**values: str) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def crash_at(name: str, action: str = "raise") -> Iterator[None]:
+    """Arm failpoint ``name`` for a block (``RELAY_FAILPOINTS``), then wait until it has fired at
+    least once before disarming it: what follows the block is the recovery (Lambda retries, SQS
+    redelivery, the reconciler) on instances started without the failpoint."""
+    stack = LocalStack.active()
+    if stack is None:
+        raise RuntimeError("crash_at needs a running LocalStack")
+    before = stack.failpoints_fired()[name]
+    with relay_env(RELAY_FAILPOINTS=f"{name}={action}"):
+        yield
+        fired = lambda: stack.failpoints_fired()[name] > before  # noqa: E731
+        wait_for(fired, timeout=30, what=f"failpoint {name} to fire")
+
+
 # -- payloads -------------------------------------------------------------------------------------
 
 

@@ -26,11 +26,13 @@ Like Lambda:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
@@ -61,6 +63,17 @@ _spawn_lock = threading.Lock()
 _MARK = b"\x00relay-local:flushed\n"
 """Written by an instance to its stdout and stderr after each invocation: all before it is out."""
 OUTPUT_WAIT_S = 5.0
+
+# Failpoints that fired in any instance (counted from their log lines, which name them).
+_FAILPOINT_FIELD = re.compile(r'"failpoint":\s*"([^"]+)"')
+_fired: collections.Counter[str] = collections.Counter()
+_fired_lock = threading.Lock()
+
+
+def failpoints_fired() -> collections.Counter[str]:
+    """How often each failpoint fired in the instances of this process's stack, by name."""
+    with _fired_lock:
+        return collections.Counter(_fired)
 
 
 def load_handler(code_uri_dir: str | Path, handler: str) -> Handler:
@@ -287,6 +300,10 @@ class _Pump(threading.Thread):
     def _write(self, data: bytes) -> None:
         if not data:
             return
+        if b'"failpoint"' in data:
+            names = _FAILPOINT_FIELD.findall(data.decode("utf-8", "replace"))
+            with _fired_lock:
+                _fired.update(names)
         stream = getattr(sys, self.stream)
         with contextlib.suppress(Exception):  # a closed or swapped stream must not kill the pump
             stream.write(data.decode("utf-8", "replace"))

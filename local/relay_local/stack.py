@@ -9,6 +9,7 @@ Used by ``make dev`` (``relay-local``), integration tests and benchmarks::
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import secrets
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from relay_local import aws
+from relay_local import aws, lambdas
 from relay_local.gateway import Gateway, http_api_routes
 from relay_local.lambdas import DEFAULT_MAX_CONCURRENCY, LocalFunction, functions_from_template
 from relay_local.pollers import Pollers, SqsPoller, sqs_mappings
@@ -385,6 +386,10 @@ class LocalStack:
         assert resources is not None
         self.resources = resources
         return resources
+
+    def failpoints_fired(self) -> collections.Counter[str]:
+        """How often each failpoint (``RELAY_FAILPOINTS``) fired in a function instance, by name."""
+        return lambdas.failpoints_fired()
 
     def poller_stats(self) -> dict[str, dict[str, int]]:
         return self.pollers.stats() if self.pollers else {}
