@@ -85,11 +85,15 @@ class GroupDispatcher:
         s = deps.settings
         margin = s.optimized_window_margin_s
         # Claim to answer: loading, an inline wait, then at most the HTTP timeouts.
-        unsettled_max = (
+        self.unsettled_max = (
             s.dispatch_max_inline_wait_s + s.optimized_connect_timeout_s + s.optimized_read_timeout_s + 5.0
         )
-        self.group_rule = Rule(s.optimized_group_limit, s.optimized_group_window_s + margin, unsettled_max)
-        self.token_rule = Rule(s.optimized_token_limit, s.optimized_token_window_s + margin, unsettled_max)
+        self.group_rule = Rule(
+            s.optimized_group_limit, s.optimized_group_window_s + margin, self.unsettled_max
+        )
+        self.token_rule = Rule(
+            s.optimized_token_limit, s.optimized_token_window_s + margin, self.unsettled_max
+        )
         self.page = max(MIN_PENDING_PAGE, s.optimized_group_limit * s.optimized_batch_size)
         self.group_log = f"optimized-group#{group_id}"
         self.token_log = f"optimized-token#{keys.token_fingerprint(s.optimized_token())}"
@@ -122,8 +126,8 @@ class GroupDispatcher:
                         return "recent work may not be indexed yet, looking again shortly"
                     settle_at = self._settle_abandoned()
                     if settle_at is not None:
-                        # Another dispatcher's sends are unsettled: if it died, its wake-up may
-                        # already be spent, so look again when they would count as abandoned.
+                        # Another dispatcher's sends are unsettled: if it dies, its wake-up may
+                        # already be spent, so look again when they must be settled.
                         self._wake_later(max(1.0, settle_at - d.clock()))
                         return "sends of another dispatcher in flight, looking again when they settle"
                     if store.disarm(d.table, self.group_id, int(state.get("work_version", 0))):
@@ -223,8 +227,10 @@ class GroupDispatcher:
         """Chunks whose dispatcher died between claim and record are marked ambiguous, never
         left 'sending' forever (and never silently re-sent: they may have reached the upstream).
 
-        Returns when the oldest chunk another dispatcher still has in flight turns abandoned
-        (None: nothing in flight), so that a group is never left idle while it may need settling."""
+        Returns when to look again at chunks another dispatcher still has in flight (None: there
+        are none): when that dispatcher must have recorded them if it is alive, and failing that,
+        when they count as abandoned. So a group is never left idle while it may need settling,
+        even if the dying dispatcher's wake-up was the one this run came from."""
         d = self.deps
         now = d.clock()
         bound = d.settings.dispatch_stale_sending_s
@@ -242,8 +248,14 @@ class GroupDispatcher:
             logger.error(
                 "abandoned chunks marked ambiguous", extra={"group_id": self.group_id, "chunks": len(stale)}
             )
-        live = [c.claimed_at or now for c in in_flight if c not in stale]
-        return min(live) + bound if live else None
+        looks = []
+        for c in in_flight:
+            if c in stale:
+                continue
+            claimed = c.claimed_at or now
+            recorded_by = claimed + self.unsettled_max
+            looks.append(recorded_by if now < recorded_by else claimed + bound)
+        return min(looks) if looks else None
 
     def _form_batches(
         self, chunks: list[PendingChunk], slots: int, more_beyond: bool, now: float
