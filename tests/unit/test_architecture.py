@@ -64,3 +64,25 @@ def test_every_destination_is_registered() -> None:
 
     assert sorted(d.name for d in destinations.ALL) == DESTINATIONS
     assert sorted(d.name for d in registry.every()) == DESTINATIONS
+
+
+FAILPOINT = re.compile(r"""failpoint\(\s*["']([^"']+)["']\s*\)""")
+
+
+def _failpoints_in_code() -> list[str]:
+    sources = [p for p in (*LIBRARY.rglob("*.py"), *FUNCTIONS.rglob("*.py")) if p.name != "failpoints.py"]
+    return [name for source in sources for name in FAILPOINT.findall(source.read_text())]
+
+
+def test_every_failpoint_is_named_once_and_crashed_at_by_a_test() -> None:
+    """A failpoint is a crash point with a test that crashes there and shows the work recovers
+    (the README's table): a failpoint no test names is a crash point nobody checked."""
+    names = _failpoints_in_code()
+    assert len(names) >= 10
+    assert len(names) == len(set(names)), "a failpoint name is used twice"
+    tests = "\n".join(p.read_text() for p in (REPO / "tests" / "integration").rglob("*.py"))
+    untested = [name for name in names if f'"{name}"' not in tests]
+    assert not untested, f"failpoints no integration test crashes at: {untested}"
+    readme = (REPO / "README.md").read_text()
+    undocumented = [name for name in names if f"`{name}`" not in readme]
+    assert not undocumented, f"failpoints missing from the README's crash-safety table: {undocumented}"
