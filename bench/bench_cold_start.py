@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import sys
 
-from bench.common import REPO
+from bench.common import REPO, failpoint_off_ns
 
 RUNS = 7
 BASELINE = "import boto3; boto3.client('sqs', region_name='us-east-1')"
@@ -76,6 +76,14 @@ def main() -> None:
             f"   {name:<10} {imported:6.0f} ms ({imported / base:.2f}x bare)"
             f"   {ready:6.0f} ms ({ready / base:.2f}x bare)"
         )
+    logger = "from aws_lambda_powertools import Logger"
+    with_failpoints = median_ms(f"{logger}\nimport relay.core.failpoints", str(REPO))
+    logger_only = median_ms(logger, str(REPO))
+    print(
+        "   failpoints module (beside Powertools Logger, which every function imports): "
+        f"{with_failpoints - logger_only:+.1f} ms of import; a failpoint when off: "
+        f"{failpoint_off_ns():.0f} ns"
+    )
 
 
 if __name__ == "__main__":
