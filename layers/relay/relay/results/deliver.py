@@ -15,6 +15,7 @@ from aws_lambda_powertools import Logger
 
 from relay.core.backoff import jittered
 from relay.core.clock import Clock
+from relay.core.failpoints import failpoint
 from relay.core.queue import Queue
 from relay.core.store.table import Table
 from relay.results import links, store
@@ -46,6 +47,7 @@ def handle_message(message: dict[str, Any], deps: DeliverDeps) -> str:
     kind = message.get("kind")
     if kind == "record":
         view, attempt = record_result(message, deps), 1
+        failpoint("deliver.after_count")
     elif kind == "forward":  # a retry
         view, attempt = message["result"], int(message.get("attempt", 1))
     else:  # a result made elsewhere, ready to forward (e.g. "optimove_status" from the Optimove path)
@@ -64,6 +66,7 @@ def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any]:
         external_id=event.get("external_id"),
         batch_uuid=event.get("batch_uuid"),
     )
+    failpoint("deliver.after_link")
     view = ResultView(
         **event,
         received_at=received_at,
@@ -108,9 +111,11 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
         deps.emit("ResultsNotForwarded", 1)
         return "not forwarded: the endpoint answered 410 earlier"
     msg_id = webhook_id(view)
+    failpoint("deliver.before_forward")
     outcome = endpoint.post(msg_id, forward_body(view), now=deps.clock())
     log = {"webhook_id": msg_id, "event_id": view["event_id"], "attempt": attempt}
     if isinstance(outcome, Delivered):
+        failpoint("deliver.after_forward")
         deps.emit("ResultsForwarded", 1)
         return "forwarded"
     if isinstance(outcome, Gone):
@@ -130,6 +135,7 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
         return "dead-lettered"
     delay = backoff(attempt, s.results_retry_base_s, s.results_retry_max_s, outcome.retry_after_s)
     deps.queue.send(message, delay_s=delay)
+    failpoint("deliver.after_retry_queued")
     deps.emit("ResultsForwardRetried", 1)
     logger.warning(
         "result forwarding failed, will retry",

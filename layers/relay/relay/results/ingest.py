@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.core.clock import Clock, iso
+from relay.core.failpoints import failpoint
 from relay.core.queue import Queue
 from relay.core.store.table import Table
 from relay.results import store
@@ -44,11 +45,13 @@ def ingest(payload: Any, deps: IngestDeps) -> WebhookAccepted:
             continue
         seen_here.add(event.event_id)
         fresh.append(event)
+    failpoint("webhook.after_mark")
     messages = [
         {"kind": "record", "source": SOURCE, "received_at": iso(now), "event": e.model_dump(mode="json")}
         for e in fresh
     ]
     failed = deps.queue.send_many(messages)
+    failpoint("webhook.after_queue")
     if failed:
         for index in failed:
             store.forget_seen(deps.table, SOURCE, fresh[index].event_id)
