@@ -1,0 +1,234 @@
+"""The results path crashed at every failpoint between two of its side effects, then recovered as
+AWS would recover it: the platform retries a webhook that got a 5xx, SQS redelivers a message
+whose invocation failed (the ResultsQueue's visibility compressed to 2 s), the reconciler queues
+what was stored and never queued (``RELAY_RECONCILE_AFTER_S=1``). Each time every result is
+stored once, counted once on its execution and forwarded at least once - more than once only
+under the same ``webhook-id``, so the receiver can de-duplicate. Poison events are stored as
+``unknown`` and acknowledged; the rest of their body goes through. No fixed sleeps."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import Api, crash_at, dlq_messages, queue_depth, relay_env, scan_all, wait_for
+from relay.core.store import codec
+from relay_local.stack import LocalStack
+from test_results_webhooks import (  # noqa: F401 - fixtures
+    Receiver,
+    completed_execution,
+    post,
+    receiver,
+    results_env,
+    results_of,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+NO_COUNTS = dict.fromkeys(
+    ["delivered", "failed", "opened", "answered", "no_answer", "replied", "opted_out", "unknown"], 0
+)
+
+
+@pytest.fixture
+def fast_redelivery(relay: LocalStack, sqs: Any) -> Iterator[None]:
+    """A failed result message comes back after 2 s (the template's 540 s, compressed)."""
+    sqs.set_queue_attributes(
+        QueueUrl=relay.resources.url("ResultsQueue"), Attributes={"VisibilityTimeout": "2"}
+    )
+    yield
+
+
+def body_for(sent: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
+    """Three events: two for profiles of the execution, one that matches nothing."""
+    p0, p1 = sent
+    return [
+        {"id": f"{tag}-1", "type": "sms.delivered", "profile": {"uuid": p0["uuid"]}},
+        {"id": f"{tag}-2", "event": "call.no_answer", "data": {"profile_uuid": p1["uuid"]}},
+        {"id": f"{tag}-3", "type": "sms.reply", "phone": "+35840000000"},
+    ]
+
+
+def result_items(ddb: Any) -> dict[str, list[dict[str, Any]]]:
+    """Stored results by event id (every partition: executions and unmatched)."""
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for raw in scan_all(ddb):
+        if raw["sk"]["S"].startswith("RESULT#"):
+            item = codec.load(raw)
+            found[item["event_id"]].append(item)
+    return found
+
+
+def forwards(receiver: Receiver) -> dict[str, list[str]]:
+    """webhook-ids of the forwarded requests, by event id."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for request in receiver.received:
+        out[request.json["data"]["event_id"]].append(request.headers["webhook-id"])
+    return out
+
+
+def assert_each_result_once(
+    relay: LocalStack,
+    api: Api,
+    ddb: Any,
+    sqs: Any,
+    receiver: Receiver,
+    event_ids: list[str],
+    execution_id: str | None = None,
+    counts: dict[str, int] | None = None,
+) -> None:
+    """Every event stored once, counted once, forwarded (duplicates share one webhook-id), and
+    nothing left in flight or dead-lettered."""
+    wait_for(lambda: set(event_ids) <= set(forwards(receiver)), what=f"{event_ids} forwarded", timeout=60)
+    wait_for(
+        lambda: queue_depth(sqs, relay.resources.url("ResultsQueue")) == 0, what="results queue drained"
+    )
+    stored = result_items(ddb)
+    assert {e: len(stored[e]) for e in event_ids} == dict.fromkeys(event_ids, 1)
+    for event_id, ids in forwards(receiver).items():
+        assert len(set(ids)) == 1, f"{event_id} forwarded under several webhook-ids: {ids}"
+    if execution_id is not None:
+        assert results_of(api, execution_id) == NO_COUNTS | (counts or {})
+    assert dlq_messages(sqs, relay.resources.url("ResultsDeadLetterQueue")) == []
+
+
+# -- webhook ingest: mark -> queue -> answer ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("failpoint", ["webhook.after_mark", "webhook.after_queue"])
+def test_a_crash_in_webhook_ingest_is_completed_by_the_platforms_retry(
+    relay: LocalStack,
+    api: Api,
+    ddb: Any,
+    sqs: Any,
+    group: str,
+    receiver: Receiver,
+    results_env: dict[str, str],
+    failpoint: str,
+) -> None:
+    execution_id, sent = completed_execution(api, ddb, group)
+    body = body_for(sent, "w")
+    with crash_at(failpoint):
+        assert post(relay, body, msg_id="msg_crash").status_code == 500
+    retry = post(relay, body, msg_id="msg_crash")  # the platform's retry of the 5xx, same webhook-id
+    assert retry.status_code == 202, retry.text
+    assert retry.json()["event_ids"] == ["w-1", "w-2", "w-3"]
+    assert_each_result_once(
+        relay, api, ddb, sqs, receiver, ["w-1", "w-2", "w-3"], execution_id, {"delivered": 1, "no_answer": 1}
+    )
+
+
+@pytest.mark.parametrize("reconciler_crash", [None, "results.reconcile.after_queue"])
+def test_results_stored_but_never_queued_are_queued_by_the_reconciler(
+    relay: LocalStack,
+    api: Api,
+    ddb: Any,
+    sqs: Any,
+    group: str,
+    receiver: Receiver,
+    results_env: dict[str, str],
+    reconciler_crash: str | None,
+) -> None:
+    """The platform gives up after the 5xx (or a Lambda timeout in the middle of a big body, as
+    the crash stands for): the reconciler finds the events stored and not queued, queues them -
+    and when it crashes itself right after queueing, its next run queues them again, harmlessly."""
+    execution_id, sent = completed_execution(api, ddb, group)
+    with crash_at("webhook.after_mark"):
+        assert post(relay, body_for(sent, "r")).status_code == 500
+    with relay_env(RELAY_RECONCILE_AFTER_S="1"):
+        if reconciler_crash:
+            with crash_at(reconciler_crash):
+                pass
+        assert_each_result_once(
+            relay,
+            api,
+            ddb,
+            sqs,
+            receiver,
+            ["r-1", "r-2", "r-3"],
+            execution_id,
+            {"delivered": 1, "no_answer": 1},
+        )
+        # Nothing is left for the reconciler: a later run repairs nothing.
+        runs = relay.schedules.runs
+        wait_for(lambda: relay.schedules.runs >= runs + 2, what="two more reconciler runs")
+        assert len(receiver.received) <= 6  # at most one duplicate each, never a stream of them
+
+
+# -- deliver: link -> record and count -> forward ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failpoint",
+    [
+        "deliver.after_link",
+        "deliver.after_count",
+        "deliver.before_forward",
+        "deliver.after_forward",
+        "deliver.after_retry_queued",
+    ],
+)
+def test_a_crash_in_deliver_is_completed_by_sqs_redelivery(
+    relay: LocalStack,
+    api: Api,
+    ddb: Any,
+    sqs: Any,
+    group: str,
+    receiver: Receiver,
+    results_env: dict[str, str],
+    fast_redelivery: None,
+    failpoint: str,
+) -> None:
+    execution_id, sent = completed_execution(api, ddb, group)
+    if failpoint == "deliver.after_retry_queued":
+        receiver.script = [(500, {})]  # the first forward fails, so a retry is queued
+    with crash_at(failpoint):
+        assert post(relay, body_for(sent, "d")[:1]).status_code == 202
+    assert_each_result_once(relay, api, ddb, sqs, receiver, ["d-1"], execution_id, {"delivered": 1})
+
+
+# -- poison ------------------------------------------------------------------------------------------
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": True}
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+POISON = {
+    "year_one": {"id": "p-poison", "type": "sms.delivered", "occurred_at": "0001-01-01T00:00:00+01:00"},
+    "nested_300_deep": {"id": "p-poison", "type": "sms.delivered", "extra": _deep(300)},
+}
+
+
+@pytest.mark.parametrize("poison", list(POISON))
+def test_a_poison_event_is_stored_as_it_came_and_the_rest_of_its_body_goes_through(
+    relay: LocalStack,
+    api: Api,
+    ddb: Any,
+    sqs: Any,
+    group: str,
+    receiver: Receiver,
+    results_env: dict[str, str],
+    poison: str,
+) -> None:
+    execution_id, sent = completed_execution(api, ddb, group)
+    good = body_for(sent, "p")[:2]
+    answer = post(relay, [good[0], POISON[poison], good[1]])
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["event_ids"] == ["p-1", "p-poison", "p-2"]
+    assert_each_result_once(
+        relay, api, ddb, sqs, receiver, ["p-1", "p-poison", "p-2"], execution_id, {"delivered": 1, "no_answer": 1}
+    )
+    unmatched = api.http.get("/v1/results", params={"unmatched": "true"}).json()["items"]
+    [kept] = [r for r in unmatched if r["event_id"] == "p-poison"]
+    raw = kept["raw"] if isinstance(kept["raw"], dict) else json.loads(kept["raw"])
+    assert raw == POISON[poison]  # kept exactly as it came (as JSON text when it cannot be a value)
+    # The platform's retry of the same body changes nothing.
+    again = post(relay, [good[0], POISON[poison], good[1]])
+    assert (again.status_code, again.json()["duplicates"]) == (202, 3)
