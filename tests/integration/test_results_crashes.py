@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import test_results_webhooks
 from conftest import Api, crash_at, dlq_messages, queue_depth, relay_env, scan_all, wait_for
 from relay.core.store import codec
 from relay_local.stack import LocalStack
-from test_results_webhooks import (  # noqa: F401 - fixtures
-    Receiver,
-    completed_execution,
-    post,
-    receiver,
-    results_env,
-    results_of,
-)
+from test_results_webhooks import Receiver, completed_execution, post, results_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+# The customer's endpoint on loopback and the results settings, as test_results_webhooks has them.
+receiver = test_results_webhooks.receiver
+results_env = test_results_webhooks.results_env
 
 NO_COUNTS = dict.fromkeys(
     ["delivered", "failed", "opened", "answered", "no_answer", "replied", "opted_out", "unknown"], 0
@@ -34,12 +31,12 @@ NO_COUNTS = dict.fromkeys(
 
 
 @pytest.fixture
-def fast_redelivery(relay: LocalStack, sqs: Any) -> Iterator[None]:
+def fast_redelivery(relay: LocalStack, sqs: Any) -> None:
     """A failed result message comes back after 2 s (the template's 540 s, compressed)."""
     sqs.set_queue_attributes(
         QueueUrl=relay.resources.url("ResultsQueue"), Attributes={"VisibilityTimeout": "2"}
     )
-    yield
+    return
 
 
 def body_for(sent: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
@@ -83,9 +80,7 @@ def assert_each_result_once(
     """Every event stored once, counted once, forwarded (duplicates share one webhook-id), and
     nothing left in flight or dead-lettered."""
     wait_for(lambda: set(event_ids) <= set(forwards(receiver)), what=f"{event_ids} forwarded", timeout=60)
-    wait_for(
-        lambda: queue_depth(sqs, relay.resources.url("ResultsQueue")) == 0, what="results queue drained"
-    )
+    wait_for(lambda: queue_depth(sqs, relay.resources.url("ResultsQueue")) == 0, what="results queue drained")
     stored = result_items(ddb)
     assert {e: len(stored[e]) for e in event_ids} == dict.fromkeys(event_ids, 1)
     for event_id, ids in forwards(receiver).items():
@@ -223,7 +218,14 @@ def test_a_poison_event_is_stored_as_it_came_and_the_rest_of_its_body_goes_throu
     assert answer.status_code == 202, answer.text
     assert answer.json()["event_ids"] == ["p-1", "p-poison", "p-2"]
     assert_each_result_once(
-        relay, api, ddb, sqs, receiver, ["p-1", "p-poison", "p-2"], execution_id, {"delivered": 1, "no_answer": 1}
+        relay,
+        api,
+        ddb,
+        sqs,
+        receiver,
+        ["p-1", "p-poison", "p-2"],
+        execution_id,
+        {"delivered": 1, "no_answer": 1},
     )
     unmatched = api.http.get("/v1/results", params={"unmatched": "true"}).json()["items"]
     [kept] = [r for r in unmatched if r["event_id"] == "p-poison"]

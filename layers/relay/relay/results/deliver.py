@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from relay.core.backoff import jittered
-from relay.core.clock import Clock
+from relay.core.clock import Clock, iso
 from relay.core.failpoints import failpoint
 from relay.core.queue import Queue
 from relay.core.store.table import Table
@@ -31,6 +31,15 @@ logger = Logger(child=True)
 Emit = Callable[[str, float], None]
 
 
+# Time kept free beside the HTTP timeouts for one forward (signing, the DynamoDB calls around it).
+FORWARD_MARGIN_S = 2.0
+
+
+class EventMissing(Exception):
+    """A record message without its event, and no ledger item holds it (expired): dead-lettered
+    after the queue's receive count, with the message for an operator to look at."""
+
+
 @dataclass
 class DeliverDeps:
     table: Table
@@ -40,13 +49,16 @@ class DeliverDeps:
     clock: Clock = time.time
     emit: Emit = lambda name, value: None
     links: Table | None = None  # LinksTable; None: the main table
+    remaining_ms: Callable[[], int] | None = None  # the invocation's time left; None: unbounded
 
 
 def handle_message(message: dict[str, Any], deps: DeliverDeps) -> str:
-    """One queued message: record it (first time only), then forward it once."""
+    """One queued message: record it (first time only), then forward it."""
     kind = message.get("kind")
     if kind == "record":
         view, attempt = record_result(message, deps), 1
+        if view is None:
+            return "recorded by another message, which forwards it"
         failpoint("deliver.after_count")
     elif kind == "forward":  # a retry
         view, attempt = message["result"], int(message.get("attempt", 1))
@@ -57,9 +69,22 @@ def handle_message(message: dict[str, Any], deps: DeliverDeps) -> str:
     return forward(view, attempt, deps)
 
 
-def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any]:
-    """Link the event to its execution and store it with its counter (idempotent)."""
-    event, received_at = message["event"], message["received_at"]
+def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any] | None:
+    """Link the event to its execution, store it and count it - once per event id, whichever
+    message gets there first. Returns the result to forward: this message's, or the stored one
+    when this message recorded it before (an SQS redelivery after a crash); None when another
+    message recorded it (a copy queued by a platform retry or the reconciler)."""
+    source, token = message.get("source") or SOURCE, message.get("token")
+    event, received_at = message.get("event"), message.get("received_at")
+    if event is None:  # too large to travel, or re-queued by the reconciler: the ledger has it
+        mark = store.get_mark(deps.table, source, message["event_id"])
+        if mark and mark.get("recorded_at"):
+            key = {"pk": mark["result_pk"], "sk": mark["result_sk"]} if mark.get("result_pk") else None
+            return _recorded_before(store.Recorded(False, mark.get("recorded_by") or None, key), token, deps)
+        if not mark or not mark.get("event_json"):
+            raise EventMissing(f"result {message.get('event_id')}: no event in the message or the ledger")
+        event = json.loads(mark["event_json"])
+        received_at = mark.get("received_iso") or iso(float(mark["received_at"]))
     link = links.find(
         deps.links or deps.table,
         profile_uuid=event.get("profile_uuid"),
@@ -67,8 +92,38 @@ def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any]:
         batch_uuid=event.get("batch_uuid"),
     )
     failpoint("deliver.after_link")
+    view = result_view(event, received_at, link)
+    now = deps.clock()
+    expires_at = int(now + deps.settings.execution_ttl_days * 86_400)
+    ledger = {"source": source, "token": token, "ttl_s": deps.settings.webhook_dedupe_ttl_s}
+    try:
+        outcome = store.record(deps.table, store.item_from(view, expires_at), now, **ledger)
+    except store.ExecutionGone:
+        view |= {"matched": False, "execution_id": None, "chunk_seq": None, "profile_index": None}
+        outcome = store.record(deps.table, store.item_from(view, expires_at), now, **ledger)
+    deps.emit("ResultsMatched" if view["matched"] else "ResultsUnmatched", 1 if outcome.new else 0)
+    logger.info(
+        "result recorded" if outcome.new else "result already recorded",
+        extra={"event_id": view["event_id"], "type": view["type"], "execution_id": view["execution_id"]},
+    )
+    return view if outcome.new else _recorded_before(outcome, token, deps, view)
+
+
+def _recorded_before(
+    outcome: store.Recorded, token: str | None, deps: DeliverDeps, view: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    if token and outcome.recorded_by and outcome.recorded_by != token:
+        return None  # another message recorded it; that one forwards it
+    # This message recorded it and crashed before forwarding (or a message of an earlier release
+    # did, which carried no token): forward what was stored.
+    stored = store.stored(deps.table, outcome.result_key) if outcome.result_key else None
+    return stored or view
+
+
+def result_view(event: dict[str, Any], received_at: str, link: dict[str, Any] | None) -> dict[str, Any]:
+    """The stored view of an event; the raw payload is carried beside the model, as it came."""
     view = ResultView(
-        **event,
+        **{k: v for k, v in event.items() if k != "raw"},
         received_at=received_at,
         matched=link is not None,
         execution_id=(link or {}).get("execution_id"),
@@ -76,18 +131,7 @@ def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any]:
         profile_index=(link or {}).get("profile_index"),
         ref=(link or {}).get("ref"),
     ).model_dump(mode="json")
-    now = deps.clock()
-    expires_at = int(now + deps.settings.execution_ttl_days * 86_400)
-    try:
-        new = store.record(deps.table, store.item_from(view, expires_at), now)
-    except store.ExecutionGone:
-        view |= {"matched": False, "execution_id": None, "chunk_seq": None, "profile_index": None}
-        new = store.record(deps.table, store.item_from(view, expires_at), now)
-    deps.emit("ResultsMatched" if view["matched"] else "ResultsUnmatched", 1 if new else 0)
-    logger.info(
-        "result recorded" if new else "result already recorded",
-        extra={"event_id": view["event_id"], "type": view["type"], "execution_id": view["execution_id"]},
-    )
+    view["raw"] = event.get("raw")
     return view
 
 
@@ -111,6 +155,13 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
         deps.emit("ResultsNotForwarded", 1)
         return "not forwarded: the endpoint answered 410 earlier"
     msg_id = webhook_id(view)
+    budget_s = s.results_connect_timeout_s + s.results_read_timeout_s + FORWARD_MARGIN_S
+    if deps.remaining_ms is not None and deps.remaining_ms() < budget_s * 1000:
+        # Not enough time left for the HTTP timeouts: forwarded by a message of its own instead of
+        # a Lambda timeout in the middle of the request (the batch would come back whole).
+        deps.queue.send({"kind": "forward", "result": view, "attempt": attempt})
+        deps.emit("ResultsForwardDeferred", 1)
+        return "forward deferred: too little time left in this invocation"
     failpoint("deliver.before_forward")
     outcome = endpoint.post(msg_id, forward_body(view), now=deps.clock())
     log = {"webhook_id": msg_id, "event_id": view["event_id"], "attempt": attempt}

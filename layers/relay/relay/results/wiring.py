@@ -52,9 +52,17 @@ def ingest_deps():  # -> IngestDeps
     return IngestDeps(table=wiring.table(), queue=queue(), settings=get_settings())
 
 
-def deliver_deps(emit: Callable[[str, float], None]):  # -> DeliverDeps
+def deliver_deps(
+    emit: Callable[[str, float], None], remaining_ms: Callable[[], int] | None = None
+):  # -> DeliverDeps
     from relay.results.deliver import DeliverDeps
 
     return DeliverDeps(
-        wiring.table(), queue(), get_settings(), endpoint(), emit=emit, links=wiring.links_table()
+        wiring.table(),
+        queue(),
+        get_settings(),
+        endpoint(),
+        emit=emit,
+        links=wiring.links_table(),
+        remaining_ms=remaining_ms,
     )
