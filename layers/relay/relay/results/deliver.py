@@ -117,7 +117,11 @@ def _recorded_before(
     # This message recorded it and crashed before forwarding (or a message of an earlier release
     # did, which carried no token): forward what was stored.
     stored = store.stored(deps.table, outcome.result_key) if outcome.result_key else None
-    return stored or view
+    if stored is None:
+        return view
+    again = ResultView(**{k: v for k, v in stored.items() if k != "raw"}).model_dump(mode="json")
+    again["raw"] = stored.get("raw")
+    return again
 
 
 def result_view(event: dict[str, Any], received_at: str, link: dict[str, Any] | None) -> dict[str, Any]:
