@@ -231,6 +231,13 @@ def test_an_event_that_cannot_be_normalised_is_quarantined_as_it_came(
     assert ingest.adapt(raw)["event_id"] == kept["event_id"]  # a retry is the same event
 
 
+def test_nesting_depth_is_measured_without_recursion() -> None:
+    assert [ingest.nesting(v) for v in (1, {}, [], {"a": [1, {"b": 2}]}, _deep(5000))] == [0, 1, 1, 3, 5001]
+    kept = ingest.adapt({"id": "d", "x": _deep(ingest.MAX_DEPTH)})
+    assert kept["type"] == "unknown"
+    assert ingest.adapt({"id": "d", "type": "sms.delivered", "x": _deep(100)})["type"] == "sms.delivered"
+
+
 def test_an_event_too_large_for_one_item_is_quarantined() -> None:
     kept = ingest.adapt({"id": "big", "type": "sms.delivered", "pad": "x" * ingest.MAX_EVENT_BYTES})
     assert (kept["event_id"], kept["type"], len(kept["raw"])) == ("big", "unknown", ingest.MAX_EVENT_BYTES)

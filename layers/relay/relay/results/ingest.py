@@ -34,6 +34,9 @@ from relay.results.store import SOURCE
 
 logger = Logger(child=True)
 
+# Deeper than this, an event is kept as its JSON text: pydantic serialises values up to ~250
+# levels (the API's listing and the forwarded body wrap the event in a few more).
+MAX_DEPTH = 128
 # An event larger than this (as JSON) cannot be kept whole in one DynamoDB item (400 KB).
 MAX_EVENT_BYTES = 300_000
 
@@ -95,6 +98,9 @@ def send_all(queue: Queue, messages: list[dict[str, Any]]) -> list[int]:
 def adapt(raw: Any) -> dict[str, Any]:
     """One event of a body -> the normalised event, JSON-ready. One that cannot be normalised or
     encoded is quarantined: kept as it came (its JSON text) with type ``unknown``, never refused."""
+    depth = nesting(raw)
+    if depth > MAX_DEPTH:
+        return quarantine(raw, f"the event nests {depth} deep; {MAX_DEPTH} is the most kept as a value")
     try:
         event = optimized.normalise(raw).model_dump(mode="json")
         size = len(json.dumps(event, separators=(",", ":")))
@@ -117,6 +123,19 @@ def quarantine(raw: Any, reason: str) -> dict[str, Any]:
     )
     kept = ResultEvent(event_id=event_id, type="unknown", raw=text[:MAX_EVENT_BYTES])
     return kept.model_dump(mode="json")
+
+
+def nesting(value: Any) -> int:
+    """How deep objects and arrays nest in a parsed JSON value (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict):
+            current = list(current.values())
+        if isinstance(current, list):
+            deepest = max(deepest, depth)
+            stack += [(v, depth + 1) for v in current if isinstance(v, (dict, list))]
+    return deepest
 
 
 def _own_id(raw: Any) -> str | None:
