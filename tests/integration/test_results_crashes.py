@@ -234,3 +234,25 @@ def test_a_poison_event_is_stored_as_it_came_and_the_rest_of_its_body_goes_throu
     # The platform's retry of the same body changes nothing.
     again = post(relay, [good[0], POISON[poison], good[1]])
     assert (again.status_code, again.json()["duplicates"]) == (202, 3)
+
+
+def test_a_big_body_crashed_after_its_marks_is_completed_by_the_retry_each_event_once(
+    relay: LocalStack,
+    api: Api,
+    ddb: Any,
+    sqs: Any,
+    receiver: Receiver,
+    results_env: dict[str, str],
+) -> None:
+    """250 events (three transactions of marks, queued from several threads): the first attempt
+    stores them and crashes (as a Lambda timeout part-way through a big body would), the retry
+    queues the stored ones, a second retry finds them all recorded."""
+    body = [{"id": f"b-{i}", "type": "sms.delivered", "phone": f"+3584{i:08d}"} for i in range(250)]
+    with crash_at("webhook.after_mark"):
+        assert post(relay, body, msg_id="msg_big").status_code == 500
+    assert post(relay, body, msg_id="msg_big").status_code == 202
+    ids = [e["id"] for e in body]
+    assert_each_result_once(relay, api, ddb, sqs, receiver, ids)
+    assert sum(len(v) for v in forwards(receiver).values()) == 250  # no copy forwarded
+    again = post(relay, body, msg_id="msg_big").json()
+    assert (again["accepted"], again["duplicates"]) == (0, 250)
