@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -57,12 +58,16 @@ class IngestDeps:
     queue: Queue
     settings: ResultsSettings
     clock: Clock = time.time
+    emit: Callable[[str, float], None] = lambda name, value: None
 
 
 def ingest(payload: Any, deps: IngestDeps) -> WebhookAccepted:
     """Normalise, store (de-duplicated) and queue the events of one verified request body."""
     now = deps.clock()
-    events = [adapt(e) for e in optimized.split_events(payload)]
+    adapted = [adapted_event(e) for e in optimized.split_events(payload)]
+    events = [event for event, _ in adapted]
+    if quarantined := sum(1 for _, kept_raw in adapted if kept_raw):
+        deps.emit("WebhookEventsQuarantined", quarantined)
     unique: dict[str, dict[str, Any]] = {}
     for event in events:  # an id twice in one body: the first is the event, the rest duplicates
         unique.setdefault(event["event_id"], event)
@@ -98,17 +103,22 @@ def send_all(queue: Queue, messages: list[dict[str, Any]]) -> list[int]:
 def adapt(raw: Any) -> dict[str, Any]:
     """One event of a body -> the normalised event, JSON-ready. One that cannot be normalised or
     encoded is quarantined: kept as it came (its JSON text) with type ``unknown``, never refused."""
+    return adapted_event(raw)[0]
+
+
+def adapted_event(raw: Any) -> tuple[dict[str, Any], bool]:
+    """(the event, whether it was quarantined)."""
     depth = nesting(raw)
     if depth > MAX_DEPTH:
-        return quarantine(raw, f"the event nests {depth} deep; {MAX_DEPTH} is the most kept as a value")
+        return quarantine(raw, f"the event nests {depth} deep; {MAX_DEPTH} is the most kept as a value"), True
     try:
         event = optimized.normalise(raw).model_dump(mode="json")
         size = len(json.dumps(event, separators=(",", ":")))
     except Exception as exc:  # any event that breaks the adapter is quarantined
-        return quarantine(raw, f"{type(exc).__name__}: {exc}")
+        return quarantine(raw, f"{type(exc).__name__}: {exc}"), True
     if size > MAX_EVENT_BYTES:
-        return quarantine(raw, f"the event has {size} bytes as JSON; {MAX_EVENT_BYTES} are kept")
-    return event
+        return quarantine(raw, f"the event has {size} bytes as JSON; {MAX_EVENT_BYTES} are kept"), True
+    return event, False
 
 
 def quarantine(raw: Any, reason: str) -> dict[str, Any]:

@@ -46,10 +46,13 @@ def endpoint():
     )
 
 
-def ingest_deps():  # -> IngestDeps
+def ingest_deps(emit: Callable[[str, float], None] | None = None):  # -> IngestDeps
     from relay.results.ingest import IngestDeps
 
-    return IngestDeps(table=wiring.table(), queue=queue(), settings=get_settings())
+    deps = IngestDeps(table=wiring.table(), queue=queue(), settings=get_settings())
+    if emit is not None:
+        deps.emit = emit
+    return deps
 
 
 def deliver_deps(
