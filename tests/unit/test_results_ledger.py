@@ -238,9 +238,13 @@ def test_nesting_depth_is_measured_without_recursion() -> None:
     assert ingest.adapt({"id": "d", "type": "sms.delivered", "x": _deep(100)})["type"] == "sms.delivered"
 
 
-def test_an_event_too_large_for_one_item_is_quarantined() -> None:
-    kept = ingest.adapt({"id": "big", "type": "sms.delivered", "pad": "x" * ingest.MAX_EVENT_BYTES})
-    assert (kept["event_id"], kept["type"], len(kept["raw"])) == ("big", "unknown", ingest.MAX_EVENT_BYTES)
+@pytest.mark.parametrize("padding", ["x", '"', "\u00e4"])  # escapes make the stored text longer
+def test_an_event_too_large_for_one_item_is_quarantined_cut_to_fit(padding: str) -> None:
+    raw = {"id": "big", "type": "sms.delivered", "pad": padding * ingest.MAX_EVENT_BYTES}
+    kept = ingest.adapt(raw)
+    assert (kept["event_id"], kept["type"]) == ("big", "unknown")
+    assert json.dumps(raw, separators=(",", ":"), ensure_ascii=False).startswith(kept["raw"])
+    assert ingest.MAX_EVENT_BYTES / 7 < len(json.dumps(kept)) <= ingest.MAX_EVENT_BYTES
 
 
 # -- sizing (issue 8) -------------------------------------------------------------------------------

@@ -131,8 +131,12 @@ def quarantine(raw: Any, reason: str) -> dict[str, Any]:
         "webhook event quarantined: stored as it came, as unknown",
         extra={"event_id": event_id, "reason": reason[:500]},
     )
-    kept = ResultEvent(event_id=event_id, type="unknown", raw=text[:MAX_EVENT_BYTES])
-    return kept.model_dump(mode="json")
+    while True:  # as stored (JSON with escapes) it must fit one item: cut the text until it does
+        kept = ResultEvent(event_id=event_id, type="unknown", raw=text).model_dump(mode="json")
+        size = len(json.dumps(kept, separators=(",", ":")))
+        if size <= MAX_EVENT_BYTES:
+            return kept
+        text = text[: int(len(text) * MAX_EVENT_BYTES / size) - 64]
 
 
 def nesting(value: Any) -> int:
