@@ -147,6 +147,19 @@ def test_a_result_is_counted_once_whichever_message_records_it(aws: tuple[Table,
     assert (mark["recorded_by"], "event_json" in mark, "gsi2pk" in mark) == (first["token"], False, False)
 
 
+def test_a_forward_that_would_not_fit_the_time_left_is_queued_instead(aws: tuple[Table, Queue, Any]) -> None:
+    table, queue, sqs = aws
+    deps = deliver_deps(table, queue)
+    deps.endpoint = mock.Mock(url="https://customer.example")
+    deps.remaining_ms = lambda: 5_000  # less than 3 s connect + 10 s read + the margin
+    view = {"event_id": "e-9", "type": "sms.delivered", "raw": None}
+    with mock.patch.object(store, "forwarding_disabled", return_value=False):
+        outcome = handle_message({"kind": "forward", "result": view, "attempt": 2}, deps)
+    assert outcome.startswith("forward deferred")
+    deps.endpoint.post.assert_not_called()
+    assert drain(sqs, queue.url) == [{"kind": "forward", "result": view, "attempt": 2}]
+
+
 def test_a_result_of_an_expired_execution_is_kept_unmatched(aws: tuple[Table, Queue, Any]) -> None:
     table, queue, _ = aws
     table.put({**keys.profile_link("p-2"), "execution_id": "gone", "chunk_seq": 0, "profile_index": 0})

@@ -1,6 +1,9 @@
-"""The deliver worker: each queued result is recorded against its execution (first time only)
-and forwarded once, signed, to the customer's endpoint; SQS may deliver twice, so every step is
-idempotent. Retries re-queue the message with a back-off delay; the last one dead-letters it."""
+"""The deliver worker: each queued result is recorded against its execution and counted once per
+event id (conditional on its ledger item), and forwarded, signed, to the customer's endpoint by
+the message that recorded it; SQS, the platform's retries and the reconciler may each deliver a
+copy, and every step is safe to repeat. Failed forwards re-queue the message with a back-off
+delay; the last one dead-letters it. A forward that would not fit the invocation's time left is
+re-queued rather than cut off by the Lambda timeout."""
 
 from __future__ import annotations
 
