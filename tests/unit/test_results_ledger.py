@@ -160,6 +160,27 @@ def test_a_forward_that_would_not_fit_the_time_left_is_queued_instead(aws: tuple
     assert drain(sqs, queue.url) == [{"kind": "forward", "result": view, "attempt": 2}]
 
 
+def test_a_large_result_is_retried_by_reference_to_where_it_is_stored(aws: tuple[Table, Queue, Any]) -> None:
+    from relay.results.endpoint import Delivered, RetryLater
+
+    table, queue, sqs = aws
+    big = ingest.adapt({"id": "big", "x": _deep(200), "pad": "y" * 100_000})  # quarantined, ~100 KB
+    store.mark_events(table, "optimized", [big], NOW, TTL)
+    deps = deliver_deps(table, queue)
+    deps.settings = ResultsSettings(results_retry_base_s=0)  # the retry is visible at once
+    deps.endpoint = mock.Mock(url="https://customer.example")
+    deps.endpoint.post.side_effect = [RetryLater(503, "HTTP 503"), Delivered(200)]
+    with mock.patch.object(store, "forwarding_disabled", return_value=False):
+        assert handle_message(record_message("optimized", "big"), deps).startswith("retry in")
+        [retry] = drain(sqs, queue.url)
+        assert retry["result_key"]["pk"] == keys.RESULTS_UNMATCHED_PARTITION
+        assert len(json.dumps(retry)) < 1_000
+        assert handle_message(retry, deps) == "forwarded"
+    first, second = (c.args for c in deps.endpoint.post.call_args_list)
+    assert first == second  # the same webhook-id and body, read back from the store
+    assert json.loads(second[1])["data"]["raw"] == big["raw"]
+
+
 def test_a_result_of_an_expired_execution_is_kept_unmatched(aws: tuple[Table, Queue, Any]) -> None:
     table, queue, _ = aws
     table.put({**keys.profile_link("p-2"), "execution_id": "gone", "chunk_seq": 0, "profile_index": 0})

@@ -20,8 +20,10 @@ from relay.core.backoff import jittered
 from relay.core.clock import Clock, iso
 from relay.core.failpoints import failpoint
 from relay.core.queue import Queue
+from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.results import links, store
+from relay.results.messages import INLINE_EVENT_BYTES
 from relay.results.models import ResultView
 from relay.results.settings import ResultsSettings
 from relay.results.store import SOURCE
@@ -64,7 +66,7 @@ def handle_message(message: dict[str, Any], deps: DeliverDeps) -> str:
             return "recorded by another message, which forwards it"
         failpoint("deliver.after_count")
     elif kind == "forward":  # a retry
-        view, attempt = message["result"], int(message.get("attempt", 1))
+        view, attempt = forwarded_view(message, deps), int(message.get("attempt", 1))
     else:  # a result made elsewhere, ready to forward (e.g. "optimove_status" from the Optimove path)
         view, attempt = {k: v for k, v in message.items() if k != "kind"}, 1
     if deps.endpoint is None:
@@ -120,11 +122,7 @@ def _recorded_before(
     # This message recorded it and crashed before forwarding (or a message of an earlier release
     # did, which carried no token): forward what was stored.
     stored = store.stored(deps.table, outcome.result_key) if outcome.result_key else None
-    if stored is None:
-        return view
-    again = ResultView(**{k: v for k, v in stored.items() if k != "raw"}).model_dump(mode="json")
-    again["raw"] = stored.get("raw")
-    return again
+    return full_view(stored) if stored is not None else view
 
 
 def result_view(event: dict[str, Any], received_at: str, link: dict[str, Any] | None) -> dict[str, Any]:
@@ -139,6 +137,36 @@ def result_view(event: dict[str, Any], received_at: str, link: dict[str, Any] | 
         ref=(link or {}).get("ref"),
     ).model_dump(mode="json")
     view["raw"] = event.get("raw")
+    return view
+
+
+def forward_message(view: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """A forward to try (again): the result itself, or where it is stored when it is too large to
+    travel (a quarantined event of a few hundred KB would not fit an SQS message)."""
+    message: dict[str, Any] = {"kind": "forward", "result": view, "attempt": attempt}
+    if len(json.dumps(view, separators=(",", ":"), default=str)) <= INLINE_EVENT_BYTES:
+        return message
+    if view.get("received_at") and view.get("event_id") and "matched" in view:  # a stored result
+        key = keys.result(view.get("execution_id"), view["received_at"], view["event_id"])
+        message["result"] = {"event_id": view["event_id"], "type": view.get("type")}
+        message["result_key"] = key
+    return message
+
+
+def forwarded_view(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any]:
+    key = message.get("result_key")
+    if not key:
+        return message["result"]
+    stored = store.stored(deps.table, key)
+    if stored is None:
+        raise EventMissing(f"result {message['result'].get('event_id')}: not stored at {key}")
+    return full_view(stored)
+
+
+def full_view(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored result's view in its full shape (absent optional fields as null), raw as it came."""
+    view = ResultView(**{k: v for k, v in stored.items() if k != "raw"}).model_dump(mode="json")
+    view["raw"] = stored.get("raw")
     return view
 
 
@@ -166,7 +194,7 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
     if deps.remaining_ms is not None and deps.remaining_ms() < budget_s * 1000:
         # Not enough time left for the HTTP timeouts: forwarded by a message of its own instead of
         # a Lambda timeout in the middle of the request (the batch would come back whole).
-        deps.queue.send({"kind": "forward", "result": view, "attempt": attempt})
+        deps.queue.send(forward_message(view, attempt))
         deps.emit("ResultsForwardDeferred", 1)
         return "forward deferred: too little time left in this invocation"
     failpoint("deliver.before_forward")
@@ -185,7 +213,7 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
             extra=log,
         )
         return "endpoint gone: forwarding disabled"
-    message = {"kind": "forward", "result": view, "attempt": attempt + 1}
+    message = forward_message(view, attempt + 1)
     if attempt >= s.results_max_attempts:
         deps.queue.dead_letter(message, f"{outcome.message} after {attempt} attempts")
         deps.emit("ResultsDeadLettered", 1)
