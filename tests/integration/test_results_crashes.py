@@ -185,6 +185,36 @@ def test_a_crash_in_deliver_is_completed_by_sqs_redelivery(
     assert_each_result_once(relay, api, ddb, sqs, receiver, ["d-1"], execution_id, {"delivered": 1})
 
 
+def test_a_result_redelivered_after_its_link_appeared_is_still_stored_and_counted_once(
+    relay: LocalStack,
+    api: Api,
+    ddb: Any,
+    sqs: Any,
+    group: str,
+    receiver: Receiver,
+    results_env: dict[str, str],
+    fast_redelivery: None,
+) -> None:
+    """The first delivery finds no link (written late, or not yet visible to its eventually
+    consistent read) and records the result unmatched; it crashes before forwarding; by the
+    redelivery the link is there. The result is still recorded once - not a second time under
+    the execution, counted there - because recording is conditional on the event id alone."""
+    execution_id, _ = completed_execution(api, ddb, group)
+    with crash_at("deliver.after_count"):
+        late = {"id": "late-1", "type": "sms.delivered", "profile": {"uuid": "late-uuid"}}
+        assert post(relay, late).status_code == 202
+    link = {"execution_id": execution_id, "chunk_seq": 0, "profile_index": 0, "ref": "ref-0"}
+    ddb.put_item(
+        TableName="LinksTable",
+        Item=codec.dump({"pk": "LINK#profile#late-uuid", "sk": "LINK", "profile_uuid": "late-uuid", **link}),
+    )
+    assert_each_result_once(relay, api, ddb, sqs, receiver, ["late-1"], execution_id, {})
+    [stored] = result_items(ddb)["late-1"]
+    assert stored["pk"] == "RESULTS#UNMATCHED"
+    [forwarded] = receiver.received
+    assert forwarded.json["data"]["matched"] is False  # what was stored is what is forwarded
+
+
 # -- poison ------------------------------------------------------------------------------------------
 
 
