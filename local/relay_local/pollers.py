@@ -165,6 +165,9 @@ class SqsPoller:
         self._paused = threading.Event()
         self._pause_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # Per worker thread: receives begun, and whether one is under way now.
+        self._receiving = threading.Condition()
+        self._receives: dict[int, tuple[int, bool]] = {}
 
     def start(self) -> SqsPoller:
         self._stop.clear()
@@ -201,13 +204,17 @@ class SqsPoller:
 
     def poll_once(self) -> int:
         """Receive one batch and process it; returns how many messages were received."""
-        response = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=self.wait_time_s,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
+        self._mark_receiving(True)
+        try:
+            response = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=self.batch_size,
+                WaitTimeSeconds=self.wait_time_s,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        finally:
+            self._mark_receiving(False)
         messages = response.get("Messages") or []
         if not messages:
             return 0
@@ -234,6 +241,25 @@ class SqsPoller:
             return len(messages)
         finally:
             self.stats.add(in_flight=-1)
+
+    def _mark_receiving(self, receiving: bool) -> None:
+        ident = threading.get_ident()
+        with self._receiving:
+            count, _ = self._receives.get(ident, (0, False))
+            self._receives[ident] = (count + 1 if receiving else count, receiving)
+            self._receiving.notify_all()
+
+    def await_receives_begun_before(self, timeout: float = 30.0) -> None:
+        """Wait until every receive under way now has ended. Moto fixes a received message's
+        visibility timeout when the (long-polling) receive *begins*, SQS when it delivers: after
+        changing the queue's VisibilityTimeout, this makes the new value apply from then on."""
+        with self._receiving:
+            under_way = {ident: count for ident, (count, receiving) in self._receives.items() if receiving}
+
+            def ended() -> bool:
+                return all(self._receives[i][0] > n or not self._receives[i][1] for i, n in under_way.items())
+
+            self._receiving.wait_for(ended, timeout)
 
     def pause(self) -> None:
         """No invocation starts from now on; messages a receive under way returns go back."""

@@ -387,6 +387,17 @@ class LocalStack:
         self.resources = resources
         return resources
 
+    def set_queue_attributes(self, logical_id: str, **attributes: str) -> None:
+        """Change a queue's attributes (e.g. ``VisibilityTimeout="2"`` to compress time in a
+        test), effective for every message received from now on, as in SQS."""
+        url = self.resources.url(logical_id)
+        aws.client("sqs", self.moto_endpoint, self.region).set_queue_attributes(
+            QueueUrl=url, Attributes=attributes
+        )
+        for poller in self.pollers.pollers if self.pollers else []:
+            if poller.queue_url == url:
+                poller.await_receives_begun_before()
+
     def failpoints_fired(self) -> collections.Counter[str]:
         """How often each failpoint (``RELAY_FAILPOINTS``) fired in a function instance, by name."""
         return lambdas.failpoints_fired()

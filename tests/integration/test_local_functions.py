@@ -29,7 +29,7 @@ def test_dispatcher_killed_while_upstream_holds_its_request_ends_ambiguous_never
     # Compressed time: the wake-up is back 3 s after it was received (360 s in the template), a
     # chunk left 'sending' for 0.5 s counts as abandoned, and the dispatcher waits for the held
     # answer rather than timing out (1 s in these tests).
-    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "3"})
+    relay.set_queue_attributes("DispatchQueue", VisibilityTimeout="3")
     with relay_env(OPTIMIZED_READ_TIMEOUT_S="45", DISPATCH_STALE_SENDING_S="0.5"):
         dispatch.warm()  # the wake-up is taken at once, its chunk claimed long before redelivery
         cold_starts, crashes = dispatch.cold_starts, dispatch.crashes

@@ -200,10 +200,28 @@ class RecordingQueue:
         self.wakes.append({"group_id": group_id, "delay_s": delay_s, "early_s": early_s})
 
 
+class RecordingTable:
+    """Records updates: enough for the wake-up's due time written before it is queued."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[dict, str, dict]] = []
+
+    def update(self, key: dict, expression: str, *, values: dict, **_: object) -> dict:
+        self.updates.append((key, expression, values))
+        return {}
+
+
 def dispatcher(early_s: float = 0.0) -> tuple[GroupDispatcher, RecordingQueue, list[float]]:
     queue, slept = RecordingQueue(), []
     settings = Settings(dispatch_max_inline_wait_s=2.0, dispatch_wake_lead_s=1.0, optimized_api_token="t")
-    deps = DispatchDeps(table=None, queue=queue, client=None, settings=settings, sleep=slept.append)  # type: ignore[arg-type]
+    deps = DispatchDeps(
+        table=RecordingTable(),  # type: ignore[arg-type]
+        queue=queue,  # type: ignore[arg-type]
+        client=None,  # type: ignore[arg-type]
+        settings=settings,
+        sleep=slept.append,
+        clock=lambda: 1000.0,
+    )
     return GroupDispatcher("g", deps, early_s=early_s), queue, slept
 
 
@@ -213,6 +231,11 @@ def test_a_short_wait_is_slept_a_long_one_is_a_delayed_wake_up() -> None:
     assert slept == [1.5]
     assert d._wait(40.0) is False
     assert queue.wakes == [{"group_id": "g", "delay_s": 39, "early_s": 0.0}]
+    # ... recorded as due before it was queued, so a lost one shows up overdue for the reconciler
+    [(key, expression, values)] = d.deps.table.updates  # type: ignore[attr-defined]
+    assert key == {"pk": "GROUP#g", "sk": "STATE"}
+    assert "wake_due_at = :due" in expression
+    assert values[":due"] == {"N": "1039.0"}
 
 
 def test_the_wake_up_comes_early_by_what_preparing_the_last_round_took() -> None:

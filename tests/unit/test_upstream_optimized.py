@@ -126,13 +126,21 @@ def test_interpret_429_uses_the_reset_header() -> None:
         ({"X-Ratelimit-Reset": "1800000042"}, NOW + 42),
         ({"X-Ratelimit-Reset": "7"}, NOW + 7),  # seconds until reset
         ({"Retry-After": "5"}, NOW + 5),
-        ({"Retry-After": "Fri, 15 Jan 2027 08:00:00 GMT"}, 1_799_999_999 + 0.0),
+        ({"Retry-After": "Fri, 15 Jan 2027 08:00:00 GMT"}, None),  # the date itself
         ({"X-Ratelimit-Reset": "soon", "Retry-After": "3"}, NOW + 3),
         ({}, NOW + 60),
+        # Headers that do not parse count as absent (they raised out of the dispatcher before).
+        ({"Retry-After": "soon"}, NOW + 60),
+        ({"Retry-After": "Fri, 99 Foo 2027 25:61:00 GMT"}, NOW + 60),
+        ({"Retry-After": "nan"}, NOW + 60),
+        ({"X-Ratelimit-Reset": "inf"}, NOW + 60),
+        ({"Retry-After": "-30"}, NOW),  # never in the past
+        ({"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"}, NOW + 3600),  # never more than an hour
+        ({"Retry-After": "86400"}, NOW + 3600),
     ],
 )
-def test_retry_at(headers: dict[str, str], expected: float) -> None:
-    if "GMT" in headers.get("Retry-After", ""):
+def test_retry_at(headers: dict[str, str], expected: float | None) -> None:
+    if expected is None:
         from email.utils import parsedate_to_datetime
 
         expected = parsedate_to_datetime(headers["Retry-After"]).timestamp()

@@ -8,6 +8,7 @@ safe to retry; a timeout after it was written is ambiguous.
 from __future__ import annotations
 
 import email.utils
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,25 +74,49 @@ def failure(
     return Rejected(status, message)
 
 
+# A 429 asking for more than this is read as this: a header is advice, and a wild one (a date
+# in the year 9999) must not park work for good.
+MAX_RETRY_AFTER_S = 3600.0
+
+
 def retry_at(headers: httpx.Headers, now: float, *, default_s: float = 60.0) -> float:
-    """When a 429 says to come back: X-Ratelimit-Reset (epoch s), else Retry-After (s or date)."""
-    reset = headers.get("x-ratelimit-reset")
-    if reset:
-        try:
-            value = float(reset)
-            # Some servers send seconds-until-reset here; an epoch is always far larger.
-            return value if value > 1e9 else now + value
-        except ValueError:
-            pass
-    after = headers.get("retry-after")
-    if after:
-        try:
-            return now + float(after)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(after)
-            if parsed is not None:
-                return parsed.timestamp()
-    return now + default_s
+    """When a 429 says to come back: X-Ratelimit-Reset (epoch s), else Retry-After (s or date);
+    a header that does not parse, or is not finite, counts as absent. Never before ``now``, never
+    more than an hour ahead."""
+    at = _reset_header(headers.get("x-ratelimit-reset"), now)
+    if at is None:
+        at = _retry_after_header(headers.get("retry-after"), now)
+    if at is None:
+        at = now + default_s
+    return min(max(at, now), now + MAX_RETRY_AFTER_S)
+
+
+def _reset_header(value: str | None, now: float) -> float | None:
+    number = _finite(value)
+    if number is None:
+        return None
+    # Some servers send seconds-until-reset here; an epoch is always far larger.
+    return number if number > 1e9 else now + number
+
+
+def _retry_after_header(value: str | None, now: float) -> float | None:
+    number = _finite(value)
+    if number is not None:
+        return now + number
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _finite(value: str | None) -> float | None:
+    try:
+        number = float(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def upstream_message(response: httpx.Response) -> str:

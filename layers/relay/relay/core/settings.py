@@ -36,9 +36,10 @@ class RelaySettings(BaseSettings):
     relay_max_body_bytes: int = Field(5_000_000, ge=1024)
     relay_local_port: int = 3000
     # The reconciler repairs what stayed untouched this long with nothing in flight to move it.
-    # Longer than any message's way through its queue (visibility timeouts included) is ideal, but
-    # a repair is always safe to repeat, so too short costs only duplicate wake-ups.
-    relay_reconcile_after_s: float = Field(300.0, gt=0)
+    # Longer than a message's longest way through its queue (a crashed run's message comes back
+    # after the 6-minute visibility timeout), so a repair means a message was really lost; a
+    # repair is always safe to repeat, so shorter costs only duplicate wake-ups.
+    relay_reconcile_after_s: float = Field(600.0, gt=0)
 
     def api_keys(self) -> frozenset[str]:
         raw = secret_value(self.relay_api_keys, self.relay_api_keys_secret)

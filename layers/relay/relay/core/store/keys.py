@@ -57,6 +57,15 @@ def pending_sort(created_iso: str, execution_id: str, seq: int) -> str:
     return f"{created_iso}#{execution_id}#{seq:06d}"
 
 
+# Groups with work and a wake-up on its way, sorted by when it is due: one a crash left without
+# its wake-up shows up here overdue, and the reconciler wakes it.
+AWAITING_WAKEUP_PARTITION = "GROUPS#AWAITING_WAKEUP"
+
+
+def awaiting_wakeup_sort(due_iso: str, group_id: str) -> str:
+    return f"{due_iso}#{group_id}"
+
+
 def scheduled_partition(destination: str) -> str:
     return f"SCHEDULED#{destination}"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +32,21 @@ class TransactionCancelled(Exception):
     def failed_at(self) -> list[int]:
         return [i for i, r in enumerate(self.reasons) if r == "ConditionalCheckFailed"]
 
+    def conflicted_only(self) -> bool:
+        """Cancelled because another write was in progress on an item, no condition failed: the
+        same transaction may simply be tried again (DynamoDB's advice)."""
+        return "TransactionConflict" in self.reasons and not self.failed_at()
+
+
+# A transaction that conflicted with another write is tried this many more times, after
+# full-jitter pauses of up to 50 ms, 100 ms, 200 ms, 400 ms.
+CONFLICT_RETRIES = 4
+CONFLICT_BACKOFF_S = 0.05
+
 
 class Table:
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
+
     def __init__(self, client: Any, name: str) -> None:
         self.client = client
         self.name = name
@@ -96,20 +111,26 @@ class Table:
                 return
 
     def transact(self, operations: list[dict[str, Any]]) -> None:
-        """TransactWriteItems; operations name no table (it is added here)."""
+        """TransactWriteItems; operations name no table (it is added here). A cancellation by a
+        conflict alone is retried; any other raises TransactionCancelled with every reason."""
         if len(operations) > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"{len(operations)} operations exceed one transaction")
         for op in operations:
             next(iter(op.values()))["TableName"] = self.name
-        try:
-            self.client.transact_write_items(TransactItems=operations)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                self.client.transact_write_items(TransactItems=operations)
+                return
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
                 reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
                 if not reasons:
                     reasons = _reasons_from_message(exc.response["Error"].get("Message", ""))
-                raise TransactionCancelled(reasons) from exc
-            raise
+                cancelled = TransactionCancelled(reasons)
+                if not cancelled.conflicted_only() or attempt == CONFLICT_RETRIES:
+                    raise cancelled from exc
+                self.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2**attempt))
 
     def batch_put(self, items: Sequence[dict[str, Any]]) -> None:
         for start in range(0, len(items), 25):

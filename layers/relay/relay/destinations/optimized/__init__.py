@@ -51,6 +51,12 @@ class Optimized(Destination):
         )
         return dispatcher.run(remaining_ms)
 
+    def reconcile(self, now: float, stale_before: float, emit: Emit) -> dict[str, int]:
+        from relay.core import wiring as core
+        from relay.destinations.optimized import reconcile, wiring
+
+        return reconcile.reconcile(core.table(), wiring.wakeups(), now, stale_before)
+
     def redrive(self, message: dict[str, Any], now: float) -> str:
         from relay.destinations.optimized.redrive import redrive
 

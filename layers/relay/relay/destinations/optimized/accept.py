@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.core.clock import Clock, iso
+from relay.core.failpoints import failpoint
 from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.destinations.optimized import NAME
@@ -125,6 +126,10 @@ def accept_optimized(
         "warnings": warnings,
         "gsi1pk": keys.EXECUTIONS_PARTITION,
         "gsi1sk": keys.executions_sort(created_iso, execution_id),
+        # Outbox: "this group needs a wake-up", written with the work itself and removed once the
+        # group is armed and woken. A crash in between leaves it for the reconciler to find.
+        "gsi2pk": keys.AWAITING_WAKEUP_PARTITION,
+        "gsi2sk": keys.awaiting_wakeup_sort(created_iso, group_id),
         "expires_at": expires_at,
     }
     try:
@@ -132,13 +137,19 @@ def accept_optimized(
     except executions.ExecutionExists as exists:
         if exists.existing.get("body_hash") != request_hash:
             raise IdempotencyConflict(execution_id) from exists
-        # A retry of a request that may have died half-way: finish writing, then answer as before.
+        # A retry of a request that may have died half-way: finish writing, then wake the group
+        # whatever its flag says (the first attempt may have armed it and died before the wake-up:
+        # a duplicate wake-up costs one empty look, a missing one strands the group).
         executions.put_chunks(table, chunks)
-        if not dispatch_store.arm(table, group_id, 0, now)[0]:
-            deps.queue.wake(group_id)
+        dispatch_store.arm(table, group_id, 0, now)
+        deps.queue.wake(group_id)
+        dispatch_store.woken(table, execution_id)
         return TriggerAccepted.model_validate(exists.existing["accepted"])
-
+    failpoint("accept.after_store")
     was_armed, _ = dispatch_store.arm(table, group_id, len(profiles), now)
+    failpoint("accept.after_arm")
     if not was_armed:
         deps.queue.wake(group_id)
+        failpoint("accept.after_wake")
+    dispatch_store.woken(table, execution_id)
     return accepted

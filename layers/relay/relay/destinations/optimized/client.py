@@ -38,8 +38,10 @@ class OptimizedClient:
         *,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 15.0,
+        retry_after_default_s: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        self.retry_after_default_s = retry_after_default_s
         self._http = http_client(
             base_url,
             {"Authorization": f"Bearer {token}"} if token else {},
@@ -55,10 +57,12 @@ class OptimizedClient:
         response = send(lambda: self._http.post(f"/v1/groups/{group_id}/batches", json=request.body()))
         if not isinstance(response, httpx.Response):
             return response
-        return interpret(response, now=time.time() if now is None else now)
+        return interpret(
+            response, now=time.time() if now is None else now, default_retry_s=self.retry_after_default_s
+        )
 
 
-def interpret(response: httpx.Response, *, now: float) -> Outcome:
+def interpret(response: httpx.Response, *, now: float, default_retry_s: float = 60.0) -> Outcome:
     status = response.status_code
     if status in (200, 201):
         try:
@@ -66,7 +70,7 @@ def interpret(response: httpx.Response, *, now: float) -> Outcome:
         except ValidationError as exc:
             # Accepted upstream but unreadable: it was created, we just do not know its ids.
             return Ambiguous(f"{status} with an unreadable body: {exc.errors()[:1]}")
-    return failure(response, now=now)
+    return failure(response, now=now, default_retry_s=default_retry_s)
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger
 
 from relay.core.backoff import jittered
 from relay.core.clock import Clock, iso
+from relay.core.failpoints import failpoint
 from relay.core.limiter import log_store as limiter
 from relay.core.limiter.sliding_log import Log, Rule
 from relay.core.store import keys
@@ -50,6 +51,7 @@ MIN_PENDING_PAGE = 60
 # A GSI may lag its table by a moment: do not declare a group idle right after new work.
 GSI_SETTLE_S = 2.0
 LIMITER_TTL_S = 86_400
+MAX_WAKE_DELAY_S = 900.0  # SQS's longest message delay
 # How often to re-read a limiter log while another dispatcher's sends in the window are unsettled.
 UNSETTLED_POLL_S = 0.1
 # At most this much earlier than its slot does a wake-up come to prepare a window's batches (read,
@@ -83,11 +85,15 @@ class GroupDispatcher:
         s = deps.settings
         margin = s.optimized_window_margin_s
         # Claim to answer: loading, an inline wait, then at most the HTTP timeouts.
-        unsettled_max = (
+        self.unsettled_max = (
             s.dispatch_max_inline_wait_s + s.optimized_connect_timeout_s + s.optimized_read_timeout_s + 5.0
         )
-        self.group_rule = Rule(s.optimized_group_limit, s.optimized_group_window_s + margin, unsettled_max)
-        self.token_rule = Rule(s.optimized_token_limit, s.optimized_token_window_s + margin, unsettled_max)
+        self.group_rule = Rule(
+            s.optimized_group_limit, s.optimized_group_window_s + margin, self.unsettled_max
+        )
+        self.token_rule = Rule(
+            s.optimized_token_limit, s.optimized_token_window_s + margin, self.unsettled_max
+        )
         self.page = max(MIN_PENDING_PAGE, s.optimized_group_limit * s.optimized_batch_size)
         self.group_log = f"optimized-group#{group_id}"
         self.token_log = f"optimized-token#{keys.token_fingerprint(s.optimized_token())}"
@@ -107,7 +113,7 @@ class GroupDispatcher:
         logs: dict[str, Log] | None = None
         while True:
             if remaining_ms() < d.settings.dispatch_reserve_ms:
-                d.queue.wake(self.group_id)
+                self._wake_later(0)
                 return "time budget spent, handed over"
             round_started = d.clock()
             if not chunks:
@@ -116,13 +122,13 @@ class GroupDispatcher:
                 more_beyond = len(chunks) >= self.page
                 if not chunks:
                     if d.clock() - float(state.get("last_work_at", 0)) < GSI_SETTLE_S:
-                        d.queue.wake(self.group_id, delay_s=GSI_SETTLE_S)
+                        self._wake_later(GSI_SETTLE_S)
                         return "recent work may not be indexed yet, looking again shortly"
                     settle_at = self._settle_abandoned()
                     if settle_at is not None:
-                        # Another dispatcher's sends are unsettled: if it died, its wake-up may
-                        # already be spent, so look again when they would count as abandoned.
-                        d.queue.wake(self.group_id, delay_s=max(1.0, settle_at - d.clock()))
+                        # Another dispatcher's sends are unsettled: if it dies, its wake-up may
+                        # already be spent, so look again when they must be settled.
+                        self._wake_later(max(1.0, settle_at - d.clock()))
                         return "sends of another dispatcher in flight, looking again when they settle"
                     if store.disarm(d.table, self.group_id, int(state.get("work_version", 0))):
                         return "idle"
@@ -175,6 +181,7 @@ class GroupDispatcher:
                 if any(i >= len(taken) for i in cancelled.failed_at()) or not cancelled.failed_at():
                     chunks = []
                 continue
+            failpoint("dispatch.after_claim")
             logs = {name: replace(log, version=log.version + 1) for name, log in taken.items()}
             if len(claimed) < len(batches):
                 d.emit("ClaimConflicts", 1)
@@ -186,6 +193,7 @@ class GroupDispatcher:
             self.prepare_s = d.clock() - round_started
             d.sleep(max(0.0, at - d.clock()))
             limiter_moved, answered_at = self._send_all(claimed)
+            failpoint("dispatch.after_record")
             self.early_s = 0.0  # spent on the slot it was woken for
             logs = limiter.settle(
                 d.table,
@@ -195,6 +203,7 @@ class GroupDispatcher:
                 expires_at=int(now + LIMITER_TTL_S),
                 unused=len(batches) - len(claimed),
             )
+            failpoint("dispatch.after_settle")
             if limiter_moved:
                 logs = None  # a 429 or a back-off blocked the group: read it again
 
@@ -218,8 +227,10 @@ class GroupDispatcher:
         """Chunks whose dispatcher died between claim and record are marked ambiguous, never
         left 'sending' forever (and never silently re-sent: they may have reached the upstream).
 
-        Returns when the oldest chunk another dispatcher still has in flight turns abandoned
-        (None: nothing in flight), so that a group is never left idle while it may need settling."""
+        Returns when to look again at chunks another dispatcher still has in flight (None: there
+        are none): when that dispatcher must have recorded them if it is alive, and failing that,
+        when they count as abandoned. So a group is never left idle while it may need settling,
+        even if the dying dispatcher's wake-up was the one this run came from."""
         d = self.deps
         now = d.clock()
         bound = d.settings.dispatch_stale_sending_s
@@ -237,8 +248,14 @@ class GroupDispatcher:
             logger.error(
                 "abandoned chunks marked ambiguous", extra={"group_id": self.group_id, "chunks": len(stale)}
             )
-        live = [c.claimed_at or now for c in in_flight if c not in stale]
-        return min(live) + bound if live else None
+        looks = []
+        for c in in_flight:
+            if c in stale:
+                continue
+            claimed = c.claimed_at or now
+            recorded_by = claimed + self.unsettled_max
+            looks.append(recorded_by if now < recorded_by else claimed + bound)
+        return min(looks) if looks else None
 
     def _form_batches(
         self, chunks: list[PendingChunk], slots: int, more_beyond: bool, now: float
@@ -273,8 +290,18 @@ class GroupDispatcher:
         # The woken dispatcher is told how long before the slot it comes (lead and rounding
         # included), so it prepares and waits instead of queueing yet another wake-up.
         woken_before_slot = seconds - delay if early > 0 else 0.0
-        self.deps.queue.wake(self.group_id, delay_s=delay, early_s=woken_before_slot)
+        self._wake_later(delay, early_s=woken_before_slot)
         return False
+
+    def _wake_later(self, delay_s: float, *, early_s: float = 0.0) -> None:
+        """Queue the group's next wake-up, recording first when it is due: the message this run
+        came from is deleted only after this returns, and the record keeps the group out of the
+        reconciler's overdue list while it waits (up to 15 min) for a slot."""
+        d = self.deps
+        delay = min(float(delay_s), MAX_WAKE_DELAY_S)
+        store.expect_wakeup(d.table, self.group_id, d.clock() + delay)
+        failpoint("dispatch.before_rewake")
+        d.queue.wake(self.group_id, delay_s=delay, early_s=early_s)
 
     def _send_all(self, batches: Sequence[ClaimedBatch]) -> tuple[bool, list[float]]:
         """Send claimed batches side by side and record every outcome.
@@ -285,7 +312,11 @@ class GroupDispatcher:
         requests = [build_request(b.chunks, now) for b in batches]
 
         def send(request: BatchRequest) -> tuple[Outcome, float]:
-            outcome = d.client.create_batch(self.group_id, request, now=now)
+            try:
+                outcome = d.client.create_batch(self.group_id, request, now=now)
+            except Exception as exc:  # a bug reading the answer must not lose the siblings' outcomes
+                logger.exception("sending a batch raised", extra={"group_id": self.group_id})
+                outcome = Ambiguous(f"the relay failed reading the upstream's answer: {type(exc).__name__}")
             return outcome, d.clock()
 
         if len(batches) == 1:
@@ -294,6 +325,7 @@ class GroupDispatcher:
             with ThreadPoolExecutor(max_workers=len(batches)) as pool:
                 answers = list(pool.map(lambda r: send(r[0]), requests))
         outcomes = [outcome for outcome, _ in answers]
+        failpoint("dispatch.after_send")
         done = d.clock()
         finished: list[ChunkResult] = []
         limiter_moved = False
@@ -332,7 +364,8 @@ class GroupDispatcher:
                 d.emit("BatchesAmbiguous", 1)
                 logger.error("batch outcome ambiguous, not re-sent", extra={**log, "error": outcome.message})
         if finished:
-            store.finish(d.table, finished, done)
+            # Links first: a result must find its profile even if the dispatcher dies before the
+            # chunks are recorded (they are then settled as ambiguous, links and all).
             links.record_sent(
                 d.links or d.table,
                 finished,
@@ -340,7 +373,18 @@ class GroupDispatcher:
                 ttl_days=d.settings.execution_ttl_days,
                 profiles=d.settings.results_link_profiles,
             )
+            failpoint("dispatch.after_links")
+            store.finish(d.table, finished, done)
         return limiter_moved, [answered for _, answered in answers]
+
+    def _retries_spent(self, chunk: PendingChunk, now: float) -> bool:
+        """Retries are bounded by time (an outage of hours is ridden out), and by a count only
+        where one is configured."""
+        s = self.deps.settings
+        first_failed = chunk.first_failed_at if chunk.first_failed_at is not None else now
+        if now - first_failed >= s.optimized_retry_for_s:
+            return True
+        return 0 < s.optimized_max_attempts <= chunk.attempts + 1
 
     def _retry_later(
         self, batch: ClaimedBatch, outcome: Unavailable | Ambiguous, log: dict, now: float
@@ -348,10 +392,10 @@ class GroupDispatcher:
         """Release what may be retried (backing the group off); dead-letter what may not."""
         d, s = self.deps, self.deps.settings
         error = {"status": getattr(outcome, "status", None), "message": outcome.message}
-        exhausted = [c for c in batch.chunks if c.attempts + 1 >= s.optimized_max_attempts]
-        retry = [c for c in batch.chunks if c.attempts + 1 < s.optimized_max_attempts]
+        exhausted = [c for c in batch.chunks if self._retries_spent(c, now)]
+        retry = [c for c in batch.chunks if c not in exhausted]
         if retry:
-            store.release(d.table, batch.batch_id, retry, count_attempt=True, error=error)
+            store.release(d.table, batch.batch_id, retry, count_attempt=True, error=error, now=now)
             attempt = max(c.attempts for c in retry) + 1
             backoff = jittered(attempt, s.optimized_retry_base_s, s.optimized_retry_max_s)
             limiter.block(d.table, self.group_log, now + backoff, expires_at=int(now + LIMITER_TTL_S))

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from relay.core.clock import iso
-from relay.core.store.table import Table
+from relay.core.failpoints import failpoint
+from relay.core.http import ApiError
+from relay.core.store.table import Table, TransactionCancelled
 from relay.destinations.optimized import store
 from relay.destinations.optimized.models import ExecutionStatus
 from relay.executions import store as executions
@@ -112,12 +114,23 @@ def get(table: Table, item: dict[str, Any], *, details: bool) -> OptimizedExecut
 def cancel(table: Table, item: dict[str, Any], now: float) -> OptimizedExecutionView:
     execution_id = item["execution_id"]
     store.mark_cancel_requested(table, execution_id, now)
+    failpoint("cancel.after_mark")
     cancelled = 0
     for chunk in store.pending_chunk_keys(table, execution_id):
-        if store.cancel_chunk(
-            table, execution_id, chunk["sk"], chunk["group_id"], chunk["profile_count"], now
-        ):
+        try:
+            moved = not store.cancel_chunk(
+                table, execution_id, chunk["sk"], chunk["group_id"], chunk["profile_count"], now
+            )
+        except TransactionCancelled:
+            raise ApiError(
+                503,
+                "cancel_conflict",
+                f"cancelling conflicted with a dispatcher of the group after {cancelled} chunk(s) were "
+                "cancelled; send the DELETE again to cancel the rest",
+            ) from None
+        if not moved:
             cancelled += 1
+            failpoint("cancel.after_chunk")
     if cancelled == 0 and derive_status(item) not in ("queued", "dispatching"):
         raise NotCancellable(f"execution is {derive_status(item)}; nothing left to cancel")
     current = executions.get(table, execution_id) or item

@@ -22,7 +22,14 @@ class OptimizedSettings(RelaySettings):
     optimized_batch_size: int = Field(50, ge=1, le=50)
     optimized_connect_timeout_s: float = Field(3.0, gt=0)
     optimized_read_timeout_s: float = Field(15.0, gt=0)
-    optimized_max_attempts: int = Field(5, ge=1)
+    # A chunk whose sends keep failing (5xx, unreachable) is retried, backing off up to
+    # `optimized_retry_max_s` between attempts, for `optimized_retry_for_s` after its first
+    # failure, then dead-lettered: an outage of hours is ridden out. A count bound applies only
+    # if `optimized_max_attempts` is set (0: none).
+    # A 429 without a readable X-Ratelimit-Reset or Retry-After waits this long (a whole window).
+    optimized_retry_after_default_s: float = Field(60.0, ge=0, le=3600)
+    optimized_retry_for_s: float = Field(6 * 3600.0, gt=0)
+    optimized_max_attempts: int = Field(0, ge=0)
     optimized_retry_base_s: float = Field(2.0, ge=0)
     optimized_retry_max_s: float = Field(300.0, ge=0)
     # A timeout after the request was sent may have created the batch upstream: re-sending risks

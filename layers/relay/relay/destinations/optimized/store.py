@@ -14,6 +14,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from relay.core.clock import iso
 from relay.core.limiter.log_store import write_log_operation
 from relay.core.limiter.sliding_log import Log
 from relay.core.store import codec, keys
@@ -42,6 +43,7 @@ class PendingChunk:
     attempts: int = 0
     batch_id: str | None = None
     claimed_at: float | None = None
+    first_failed_at: float | None = None  # loaded with the contents (not in the index)
     profiles: list[dict[str, Any]] = field(default_factory=list)
     schedule: dict[str, Any] | None = None
 
@@ -92,19 +94,65 @@ class ChunkResult:
 # --- Group wake state -----------------------------------------------------------------------------
 
 
+def read_group(table: Table, group_id: str) -> dict[str, Any]:
+    return table.get(keys.group_state(group_id)) or {}
+
+
 def arm(table: Table, group_id: str, added_profiles: int, now: float) -> tuple[bool, int]:
-    """Record new work for a group. Returns (was_armed, pending_profiles_before)."""
+    """Record new work for a group, before the work itself is written: a group that has work is
+    always armed, and an armed group is in the awaiting-wake-up index (due now, if it was not
+    armed), so a wake-up lost to a crash is found there. Returns (was_armed, pending before)."""
     old = table.update(
         keys.group_state(group_id),
-        "SET armed = :t, last_work_at = :now, group_id = :g ADD work_version :one, pending_profiles :n",
-        values=codec.values(t=True, now=now, one=1, n=added_profiles, g=group_id),
+        "SET armed = :t, last_work_at = :now, group_id = :g, wake_due_at = if_not_exists(wake_due_at, :now), "
+        "gsi2pk = :awaiting, gsi2sk = if_not_exists(gsi2sk, :due) ADD work_version :one, pending_profiles :n",
+        values=codec.values(
+            t=True,
+            now=now,
+            one=1,
+            n=added_profiles,
+            g=group_id,
+            awaiting=keys.AWAITING_WAKEUP_PARTITION,
+            due=keys.awaiting_wakeup_sort(iso(now), group_id),
+        ),
         returns="ALL_OLD",
     )
     return bool(old.get("armed")), int(old.get("pending_profiles", 0))
 
 
-def read_group(table: Table, group_id: str) -> dict[str, Any]:
-    return table.get(keys.group_state(group_id)) or {}
+def expect_wakeup(table: Table, group_id: str, due: float) -> None:
+    """A wake-up for the group is about to be queued, due at ``due``: written before the send, so
+    that if the send never happens the group turns up overdue for the reconciler."""
+    table.update(
+        keys.group_state(group_id),
+        "SET armed = :t, group_id = :g, wake_due_at = :due, gsi2pk = :awaiting, gsi2sk = :sort",
+        values=codec.values(
+            t=True,
+            g=group_id,
+            due=due,
+            awaiting=keys.AWAITING_WAKEUP_PARTITION,
+            sort=keys.awaiting_wakeup_sort(iso(due), group_id),
+        ),
+    )
+
+
+def woken(table: Table, execution_id: str) -> None:
+    """The execution's group is armed and woken: its outbox entry is done."""
+    table.update(keys.execution(execution_id), "REMOVE gsi2pk, gsi2sk")
+
+
+def overdue_wakeups(table: Table, due_before: float, limit: int = 100) -> list[dict[str, Any]]:
+    """What waits for a wake-up due before ``due_before``: groups whose expected wake-up never
+    disarmed them, and executions whose accept died before waking their group (outbox)."""
+    items, _ = table.query(
+        IndexName=keys.WAITING_INDEX,
+        KeyConditionExpression="gsi2pk = :p AND gsi2sk < :before",
+        ExpressionAttributeValues=codec.values(
+            p=keys.AWAITING_WAKEUP_PARTITION, before=keys.awaiting_wakeup_sort(iso(due_before), "")
+        ),
+        Limit=limit,
+    )
+    return items
 
 
 def disarm(table: Table, group_id: str, work_version: int) -> bool:
@@ -112,7 +160,7 @@ def disarm(table: Table, group_id: str, work_version: int) -> bool:
     try:
         table.update(
             keys.group_state(group_id),
-            "SET armed = :f",
+            "SET armed = :f REMOVE wake_due_at, gsi2pk, gsi2sk",
             values=codec.values(f=False, v=work_version),
             condition="attribute_not_exists(work_version) OR work_version = :v",
         )
@@ -142,6 +190,7 @@ def load_contents(table: Table, batches: Sequence[ClaimedBatch]) -> None:
         item = found[(c.execution_id, c.seq)]
         c.profiles = json.loads(item["profiles_json"])
         c.schedule = item.get("schedule")
+        c.first_failed_at = float(item["first_failed_at"]) if "first_failed_at" in item else None
 
 
 def claim(
@@ -274,9 +323,16 @@ def sending(table: Table, group_id: str) -> list[PendingChunk]:
 
 
 def release(
-    table: Table, batch_id: str, chunks: Sequence[PendingChunk], *, count_attempt: bool, error: dict | None
+    table: Table,
+    batch_id: str,
+    chunks: Sequence[PendingChunk],
+    *,
+    count_attempt: bool,
+    error: dict | None,
+    now: float = 0.0,
 ) -> None:
-    """Put claimed chunks back in the pending queue (429, or not sent at all)."""
+    """Put claimed chunks back in the pending queue (429, or not sent at all). A counted attempt
+    (a failure) stamps the chunk's first failure, from which its retry time is measured."""
     group_id = chunks[0].group_id
     operations: list[dict[str, Any]] = []
     for c in chunks:
@@ -288,11 +344,13 @@ def release(
             s=c.gsi2sk,
             a=1 if count_attempt else 0,
             e=error or {},
+            **({"f": now} if count_attempt else {}),
         )
+        first_failed = ", first_failed_at = if_not_exists(first_failed_at, :f)" if count_attempt else ""
         operations.append(
             update_operation(
                 c.key,
-                "SET #status = :pending, gsi2pk = :p, gsi2sk = :s, last_error = :e "
+                f"SET #status = :pending, gsi2pk = :p, gsi2sk = :s, last_error = :e{first_failed} "
                 "ADD attempts :a REMOVE batch_id",
                 values=vals,
                 names={"#status": "status"},
@@ -319,7 +377,8 @@ def requeue_dead_chunk(table: Table, execution_id: str, seq: int, now: float) ->
         [
             update_operation(
                 key,
-                "SET #status = :pending, gsi2pk = :p, gsi2sk = :s, attempts = :zero REMOVE batch_id",
+                "SET #status = :pending, gsi2pk = :p, gsi2sk = :s, attempts = :zero "
+                "REMOVE batch_id, first_failed_at",
                 values=codec.values(
                     pending="pending",
                     dead="dead_lettered",
@@ -380,7 +439,9 @@ def pending_chunk_keys(table: Table, execution_id: str) -> list[dict[str, Any]]:
 
 
 def cancel_chunk(table: Table, execution_id: str, sk: str, group_id: str, profiles: int, now: float) -> bool:
-    """pending -> cancelled, with the execution's counter, in one transaction; False if it moved on."""
+    """pending -> cancelled, with the execution's counter, in one transaction; False if the chunk
+    moved on (claimed, sent). Any other cancellation (a conflict that outlasted the retries)
+    raises TransactionCancelled: it says nothing about the chunk, so it must not read as moved on."""
     try:
         table.transact(
             [
@@ -403,8 +464,10 @@ def cancel_chunk(table: Table, execution_id: str, sk: str, group_id: str, profil
                 ),
             ]
         )
-    except TransactionCancelled:
-        return False
+    except TransactionCancelled as cancelled:
+        if 0 in cancelled.failed_at():
+            return False
+        raise
     return True
 
 

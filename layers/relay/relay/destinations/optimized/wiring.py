@@ -32,6 +32,7 @@ def client():
         s.optimized_token(),
         connect_timeout_s=s.optimized_connect_timeout_s,
         read_timeout_s=s.optimized_read_timeout_s,
+        retry_after_default_s=s.optimized_retry_after_default_s,
     )
 
 
