@@ -31,12 +31,9 @@ NO_COUNTS = dict.fromkeys(
 
 
 @pytest.fixture
-def fast_redelivery(relay: LocalStack, sqs: Any) -> None:
+def fast_redelivery(relay: LocalStack) -> None:
     """A failed result message comes back after 2 s (the template's 540 s, compressed)."""
-    sqs.set_queue_attributes(
-        QueueUrl=relay.resources.url("ResultsQueue"), Attributes={"VisibilityTimeout": "2"}
-    )
-    return
+    relay.set_queue_attributes("ResultsQueue", VisibilityTimeout="2")
 
 
 def body_for(sent: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:

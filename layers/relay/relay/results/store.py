@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +36,10 @@ SOURCE = "optimized"
 MARKS_PER_TRANSACTION = 100
 MARK_WORKERS = 8
 MAX_MARK_ROUNDS = 5
+# A transaction that only conflicted with another write in progress is tried again after a
+# full-jitter pause of up to 50, 100, 200, 400 ms.
+CONFLICT_RETRIES = 4
+CONFLICT_BACKOFF_S = 0.05
 
 
 class ExecutionGone(Exception):
@@ -76,9 +82,11 @@ def mark_events(
     marked = Marked()
     todo = [mark_item(source, e, now, ttl_s) for e in events]
     by_id = {e["event_id"]: e for e in events}
-    for _ in range(MAX_MARK_ROUNDS):
+    for round_ in range(MAX_MARK_ROUNDS):
         if not todo:
             return marked
+        if round_:
+            _pause(round_ - 1)  # some conflicted with another write in progress
         groups = [todo[i : i + MARKS_PER_TRANSACTION] for i in range(0, len(todo), MARKS_PER_TRANSACTION)]
         if len(groups) == 1:
             answers = [_mark_group(table, groups[0], now)]
@@ -270,20 +278,31 @@ class _Cancelled(Exception):
 
 
 def _transact(table: Table, operations: list[dict[str, Any]]) -> None:
-    """TransactWriteItems keeping what a cancelled transaction returns (ALL_OLD items)."""
+    """TransactWriteItems keeping what a cancelled transaction returns (ALL_OLD items); one that
+    only conflicted with another write in progress (two copies of a message at once) is tried
+    again after a short full-jitter pause."""
     for op in operations:
         next(iter(op.values()))["TableName"] = table.name
-    try:
-        table.client.transact_write_items(TransactItems=operations)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "TransactionCanceledException":
-            raise
-        reasons = exc.response.get("CancellationReasons") or []
-        codes = [r.get("Code", "None") for r in reasons]
-        if len(codes) != len(operations):
-            raise
-        items = [codec.load(r["Item"]) if r.get("Item") else None for r in reasons]
-        raise _Cancelled(codes, items) from exc
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            table.client.transact_write_items(TransactItems=operations)
+            return
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            codes = [r.get("Code", "None") for r in reasons]
+            if len(codes) != len(operations):
+                raise
+            conflicted = "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
+            if not conflicted or attempt == CONFLICT_RETRIES:
+                items = [codec.load(r["Item"]) if r.get("Item") else None for r in reasons]
+                raise _Cancelled(codes, items) from exc
+            _pause(attempt)
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2**attempt))
 
 
 def stored(table: Table, key: dict[str, str]) -> dict[str, Any] | None:
