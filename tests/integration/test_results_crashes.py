@@ -90,7 +90,10 @@ def assert_each_result_once(
 # -- webhook ingest: mark -> queue -> answer ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("failpoint", ["webhook.after_mark", "webhook.after_queue"])
+@pytest.mark.parametrize(
+    ("failpoint", "action"),
+    [("webhook.after_mark", "raise"), ("webhook.after_queue", "raise"), ("webhook.after_mark", "exit")],
+)
 def test_a_crash_in_webhook_ingest_is_completed_by_the_platforms_retry(
     relay: LocalStack,
     api: Api,
@@ -100,11 +103,12 @@ def test_a_crash_in_webhook_ingest_is_completed_by_the_platforms_retry(
     receiver: Receiver,
     results_env: dict[str, str],
     failpoint: str,
+    action: str,
 ) -> None:
     execution_id, sent = completed_execution(api, ddb, group)
     body = body_for(sent, "w")
-    with crash_at(failpoint):
-        assert post(relay, body, msg_id="msg_crash").status_code == 500
+    with crash_at(failpoint, action):  # raise: a 500; exit: the instance dies, a 5xx all the same
+        assert post(relay, body, msg_id="msg_crash").status_code >= 500
     retry = post(relay, body, msg_id="msg_crash")  # the platform's retry of the 5xx, same webhook-id
     assert retry.status_code == 202, retry.text
     assert retry.json()["event_ids"] == ["w-1", "w-2", "w-3"]
@@ -154,13 +158,14 @@ def test_results_stored_but_never_queued_are_queued_by_the_reconciler(
 
 
 @pytest.mark.parametrize(
-    "failpoint",
+    ("failpoint", "action"),
     [
-        "deliver.after_link",
-        "deliver.after_count",
-        "deliver.before_forward",
-        "deliver.after_forward",
-        "deliver.after_retry_queued",
+        ("deliver.after_link", "raise"),
+        ("deliver.after_count", "raise"),
+        ("deliver.before_forward", "raise"),
+        ("deliver.after_forward", "raise"),
+        ("deliver.after_retry_queued", "raise"),
+        ("deliver.after_count", "exit"),  # the instance killed: its whole batch comes back
     ],
 )
 def test_a_crash_in_deliver_is_completed_by_sqs_redelivery(
@@ -173,11 +178,12 @@ def test_a_crash_in_deliver_is_completed_by_sqs_redelivery(
     results_env: dict[str, str],
     fast_redelivery: None,
     failpoint: str,
+    action: str,
 ) -> None:
     execution_id, sent = completed_execution(api, ddb, group)
     if failpoint == "deliver.after_retry_queued":
         receiver.script = [(500, {})]  # the first forward fails, so a retry is queued
-    with crash_at(failpoint):
+    with crash_at(failpoint, action):
         assert post(relay, body_for(sent, "d")[:1]).status_code == 202
     assert_each_result_once(relay, api, ddb, sqs, receiver, ["d-1"], execution_id, {"delivered": 1})
 
