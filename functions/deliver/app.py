@@ -26,9 +26,16 @@ def _emit(name: str, value: float) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
+_context: Any = None  # this invocation's, for the time it has left
+
+
+def _remaining_ms() -> int:
+    return _context.get_remaining_time_in_millis() if _context is not None else 900_000
+
+
 @tracer.capture_method
 def handle_record(record: SQSRecord) -> str:
-    outcome = handle_message(json.loads(record.body), wiring.deliver_deps(_emit))
+    outcome = handle_message(json.loads(record.body), wiring.deliver_deps(_emit, _remaining_ms))
     logger.debug("result handled", extra={"outcome": outcome})
     return outcome
 
@@ -37,6 +44,8 @@ def handle_record(record: SQSRecord) -> str:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _context
+    _context = context
     return process_partial_response(
         event=event, record_handler=handle_record, processor=processor, context=context
     )

@@ -1,6 +1,8 @@
 """Inbound Optimized.app webhooks (POST /v1/webhooks/optimized), kept apart from the API so it
-stays small and fast: size check, signature on the raw bytes, parse, de-duplicate, one queue
-write, answer. Linking, counting and forwarding happen in the deliver function."""
+stays small and fast: size check, signature on the raw bytes, parse, store each event with its
+de-duplication mark, queue, answer. Linking, counting and forwarding happen in the deliver
+function; what a crash leaves between storing and queueing, the platform's retry or the
+reconciler completes."""
 
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ from relay.results.signatures import SignatureError
 logger = Logger()
 metrics = Metrics()
 tracer = tracing.tracer()
+
+
+def _emit(name: str, value: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def handle(event: dict[str, Any]) -> dict[str, Any]:
@@ -44,11 +50,14 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
         payload = json.loads(body)
     except ValueError as exc:
         raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {exc}") from exc
-    deps = wiring.ingest_deps()
+    deps = wiring.ingest_deps(_emit)
     try:
         accepted = ingest(payload, deps)
     except QueueUnavailable as exc:
-        logger.error("results could not be queued; the platform will retry", extra={"error": str(exc)})
+        logger.error(
+            "results stored but not all queued; the platform's retry or the reconciler queues them",
+            extra={"error": str(exc)},
+        )
         raise ApiError(503, "unavailable", "Try again later") from exc
     metrics.add_metric(name="WebhookEventsAccepted", unit=MetricUnit.Count, value=accepted.accepted)
     metrics.add_metric(name="WebhookEventsDuplicate", unit=MetricUnit.Count, value=accepted.duplicates)

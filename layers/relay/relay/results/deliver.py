@@ -1,6 +1,9 @@
-"""The deliver worker: each queued result is recorded against its execution (first time only)
-and forwarded once, signed, to the customer's endpoint; SQS may deliver twice, so every step is
-idempotent. Retries re-queue the message with a back-off delay; the last one dead-letters it."""
+"""The deliver worker: each queued result is recorded against its execution and counted once per
+event id (conditional on its ledger item), and forwarded, signed, to the customer's endpoint by
+the message that recorded it; SQS, the platform's retries and the reconciler may each deliver a
+copy, and every step is safe to repeat. Failed forwards re-queue the message with a back-off
+delay; the last one dead-letters it. A forward that would not fit the invocation's time left is
+re-queued rather than cut off by the Lambda timeout."""
 
 from __future__ import annotations
 
@@ -14,10 +17,13 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from relay.core.backoff import jittered
-from relay.core.clock import Clock
+from relay.core.clock import Clock, iso
+from relay.core.failpoints import failpoint
 from relay.core.queue import Queue
+from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.results import links, store
+from relay.results.messages import INLINE_EVENT_BYTES
 from relay.results.models import ResultView
 from relay.results.settings import ResultsSettings
 from relay.results.store import SOURCE
@@ -30,6 +36,15 @@ logger = Logger(child=True)
 Emit = Callable[[str, float], None]
 
 
+# Time kept free beside the HTTP timeouts for one forward (signing, the DynamoDB calls around it).
+FORWARD_MARGIN_S = 2.0
+
+
+class EventMissing(Exception):
+    """A record message without its event, and no ledger item holds it (expired): dead-lettered
+    after the queue's receive count, with the message for an operator to look at."""
+
+
 @dataclass
 class DeliverDeps:
     table: Table
@@ -39,15 +54,19 @@ class DeliverDeps:
     clock: Clock = time.time
     emit: Emit = lambda name, value: None
     links: Table | None = None  # LinksTable; None: the main table
+    remaining_ms: Callable[[], int] | None = None  # the invocation's time left; None: unbounded
 
 
 def handle_message(message: dict[str, Any], deps: DeliverDeps) -> str:
-    """One queued message: record it (first time only), then forward it once."""
+    """One queued message: record it (first time only), then forward it."""
     kind = message.get("kind")
     if kind == "record":
         view, attempt = record_result(message, deps), 1
+        if view is None:
+            return "recorded by another message, which forwards it"
+        failpoint("deliver.after_count")
     elif kind == "forward":  # a retry
-        view, attempt = message["result"], int(message.get("attempt", 1))
+        view, attempt = forwarded_view(message, deps), int(message.get("attempt", 1))
     else:  # a result made elsewhere, ready to forward (e.g. "optimove_status" from the Optimove path)
         view, attempt = {k: v for k, v in message.items() if k != "kind"}, 1
     if deps.endpoint is None:
@@ -55,17 +74,61 @@ def handle_message(message: dict[str, Any], deps: DeliverDeps) -> str:
     return forward(view, attempt, deps)
 
 
-def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any]:
-    """Link the event to its execution and store it with its counter (idempotent)."""
-    event, received_at = message["event"], message["received_at"]
+def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any] | None:
+    """Link the event to its execution, store it and count it - once per event id, whichever
+    message gets there first. Returns the result to forward: this message's, or the stored one
+    when this message recorded it before (an SQS redelivery after a crash); None when another
+    message recorded it (a copy queued by a platform retry or the reconciler)."""
+    source, token = message.get("source") or SOURCE, message.get("token")
+    event, received_at = message.get("event"), message.get("received_at")
+    if event is None:  # too large to travel, or re-queued by the reconciler: the ledger has it
+        mark = store.get_mark(deps.table, source, message["event_id"])
+        if mark and mark.get("recorded_at"):
+            key = {"pk": mark["result_pk"], "sk": mark["result_sk"]} if mark.get("result_pk") else None
+            return _recorded_before(store.Recorded(False, mark.get("recorded_by") or None, key), token, deps)
+        if not mark or not mark.get("event_json"):
+            raise EventMissing(f"result {message.get('event_id')}: no event in the message or the ledger")
+        event = json.loads(mark["event_json"])
+        received_at = mark.get("received_iso") or iso(float(mark["received_at"]))
     link = links.find(
         deps.links or deps.table,
         profile_uuid=event.get("profile_uuid"),
         external_id=event.get("external_id"),
         batch_uuid=event.get("batch_uuid"),
     )
+    failpoint("deliver.after_link")
+    view = result_view(event, received_at, link)
+    now = deps.clock()
+    expires_at = int(now + deps.settings.execution_ttl_days * 86_400)
+    ledger = {"source": source, "token": token, "ttl_s": deps.settings.webhook_dedupe_ttl_s}
+    try:
+        outcome = store.record(deps.table, store.item_from(view, expires_at), now, **ledger)
+    except store.ExecutionGone:
+        view |= {"matched": False, "execution_id": None, "chunk_seq": None, "profile_index": None}
+        outcome = store.record(deps.table, store.item_from(view, expires_at), now, **ledger)
+    deps.emit("ResultsMatched" if view["matched"] else "ResultsUnmatched", 1 if outcome.new else 0)
+    logger.info(
+        "result recorded" if outcome.new else "result already recorded",
+        extra={"event_id": view["event_id"], "type": view["type"], "execution_id": view["execution_id"]},
+    )
+    return view if outcome.new else _recorded_before(outcome, token, deps, view)
+
+
+def _recorded_before(
+    outcome: store.Recorded, token: str | None, deps: DeliverDeps, view: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    if token and outcome.recorded_by and outcome.recorded_by != token:
+        return None  # another message recorded it; that one forwards it
+    # This message recorded it and crashed before forwarding (or a message of an earlier release
+    # did, which carried no token): forward what was stored.
+    stored = store.stored(deps.table, outcome.result_key) if outcome.result_key else None
+    return full_view(stored) if stored is not None else view
+
+
+def result_view(event: dict[str, Any], received_at: str, link: dict[str, Any] | None) -> dict[str, Any]:
+    """The stored view of an event; the raw payload is carried beside the model, as it came."""
     view = ResultView(
-        **event,
+        **{k: v for k, v in event.items() if k != "raw"},
         received_at=received_at,
         matched=link is not None,
         execution_id=(link or {}).get("execution_id"),
@@ -73,18 +136,37 @@ def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any]:
         profile_index=(link or {}).get("profile_index"),
         ref=(link or {}).get("ref"),
     ).model_dump(mode="json")
-    now = deps.clock()
-    expires_at = int(now + deps.settings.execution_ttl_days * 86_400)
-    try:
-        new = store.record(deps.table, store.item_from(view, expires_at), now)
-    except store.ExecutionGone:
-        view |= {"matched": False, "execution_id": None, "chunk_seq": None, "profile_index": None}
-        new = store.record(deps.table, store.item_from(view, expires_at), now)
-    deps.emit("ResultsMatched" if view["matched"] else "ResultsUnmatched", 1 if new else 0)
-    logger.info(
-        "result recorded" if new else "result already recorded",
-        extra={"event_id": view["event_id"], "type": view["type"], "execution_id": view["execution_id"]},
-    )
+    view["raw"] = event.get("raw")
+    return view
+
+
+def forward_message(view: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """A forward to try (again): the result itself, or where it is stored when it is too large to
+    travel (a quarantined event of a few hundred KB would not fit an SQS message)."""
+    message: dict[str, Any] = {"kind": "forward", "result": view, "attempt": attempt}
+    if len(json.dumps(view, separators=(",", ":"), default=str)) <= INLINE_EVENT_BYTES:
+        return message
+    if view.get("received_at") and view.get("event_id") and "matched" in view:  # a stored result
+        key = keys.result(view.get("execution_id"), view["received_at"], view["event_id"])
+        message["result"] = {"event_id": view["event_id"], "type": view.get("type")}
+        message["result_key"] = key
+    return message
+
+
+def forwarded_view(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any]:
+    key = message.get("result_key")
+    if not key:
+        return message["result"]
+    stored = store.stored(deps.table, key)
+    if stored is None:
+        raise EventMissing(f"result {message['result'].get('event_id')}: not stored at {key}")
+    return full_view(stored)
+
+
+def full_view(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored result's view in its full shape (absent optional fields as null), raw as it came."""
+    view = ResultView(**{k: v for k, v in stored.items() if k != "raw"}).model_dump(mode="json")
+    view["raw"] = stored.get("raw")
     return view
 
 
@@ -108,9 +190,18 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
         deps.emit("ResultsNotForwarded", 1)
         return "not forwarded: the endpoint answered 410 earlier"
     msg_id = webhook_id(view)
+    budget_s = s.results_connect_timeout_s + s.results_read_timeout_s + FORWARD_MARGIN_S
+    if deps.remaining_ms is not None and deps.remaining_ms() < budget_s * 1000:
+        # Not enough time left for the HTTP timeouts: forwarded by a message of its own instead of
+        # a Lambda timeout in the middle of the request (the batch would come back whole).
+        deps.queue.send(forward_message(view, attempt))
+        deps.emit("ResultsForwardDeferred", 1)
+        return "forward deferred: too little time left in this invocation"
+    failpoint("deliver.before_forward")
     outcome = endpoint.post(msg_id, forward_body(view), now=deps.clock())
     log = {"webhook_id": msg_id, "event_id": view["event_id"], "attempt": attempt}
     if isinstance(outcome, Delivered):
+        failpoint("deliver.after_forward")
         deps.emit("ResultsForwarded", 1)
         return "forwarded"
     if isinstance(outcome, Gone):
@@ -122,7 +213,7 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
             extra=log,
         )
         return "endpoint gone: forwarding disabled"
-    message = {"kind": "forward", "result": view, "attempt": attempt + 1}
+    message = forward_message(view, attempt + 1)
     if attempt >= s.results_max_attempts:
         deps.queue.dead_letter(message, f"{outcome.message} after {attempt} attempts")
         deps.emit("ResultsDeadLettered", 1)
@@ -130,6 +221,7 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
         return "dead-lettered"
     delay = backoff(attempt, s.results_retry_base_s, s.results_retry_max_s, outcome.retry_after_s)
     deps.queue.send(message, delay_s=delay)
+    failpoint("deliver.after_retry_queued")
     deps.emit("ResultsForwardRetried", 1)
     logger.warning(
         "result forwarding failed, will retry",

@@ -1,15 +1,29 @@
-"""Results: de-duplication markers, result items with their execution counters, the 410 flag.
+"""Results: the event ledger (de-duplication, and the event itself until it is recorded), result
+items with their execution counters, the 410 flag.
 
-Layout: ``WEBHOOK#<source>#<event_id>/DEDUPE`` (TTL) marks an event seen; a result lives under
-its execution (``EXEC#<id>/RESULT#<received>#<event_id>``) or, when it matched nothing, under
+Layout: ``WEBHOOK#<source>#<event_id>/DEDUPE`` (TTL) marks an event seen. It is written with the
+normalised event (``event_json``) and stays in gsi2 (``RESULTS#UNRECORDED#<source>#<shard>``) until
+the deliver worker has recorded the result - in the same transaction that stores the result and
+counts it, conditional on the mark not being recorded yet, so an event is counted once whatever
+SQS, the platform or the reconciler deliver twice. A result lives under its execution
+(``EXEC#<id>/RESULT#<received>#<event_id>``) or, when it matched nothing, under
 ``RESULTS#UNMATCHED``; the raw payload is a JSON string attribute (no nested maps to index).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from relay.core.clock import iso
 from relay.core.store import codec, keys
 from relay.core.store.table import ConditionFailed, Table, TransactionCancelled, update_operation
 from relay.results.models import COUNTER_OF_TYPE
@@ -17,9 +31,150 @@ from relay.results.models import COUNTER_OF_TYPE
 # The platform whose webhooks the results path takes in (the key of its de-duplication marks).
 SOURCE = "optimized"
 
+# Marks are written in transactions of this many conditional puts (DynamoDB's ceiling is 100),
+# several transactions side by side: a body of thousands of events is a few dozen calls.
+MARKS_PER_TRANSACTION = 100
+MARK_WORKERS = 8
+MAX_MARK_ROUNDS = 5
+# A transaction that only conflicted with another write in progress is tried again after a
+# full-jitter pause of up to 50, 100, 200, 400 ms.
+CONFLICT_RETRIES = 4
+CONFLICT_BACKOFF_S = 0.05
+
 
 class ExecutionGone(Exception):
     """The linked execution no longer exists (expired): the result is kept as unmatched."""
+
+
+@dataclass
+class Marked:
+    """What marking the events of one request found."""
+
+    fresh: list[dict[str, Any]] = field(default_factory=list)  # new: stored now
+    # Stored by an earlier request and not recorded yet (it crashed, or it is still on its way):
+    # (event, received_iso) to queue again - the deliver worker records each event once.
+    waiting: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # recorded already: nothing to do
+
+
+def mark_item(source: str, event: dict[str, Any], now: float, ttl_s: int) -> dict[str, Any]:
+    """The ledger item of a new event: the mark, the event, and its place among the unrecorded."""
+    event_id, received = event["event_id"], iso(now)
+    return {
+        **keys.webhook_seen(source, event_id),
+        "received_at": now,
+        "received_iso": received,
+        "expires_at": int(now + ttl_s),
+        "event_json": json.dumps(event, separators=(",", ":")),
+        "gsi2pk": keys.unrecorded_partition(source, keys.unrecorded_shard(event_id)),
+        "gsi2sk": keys.unrecorded_sort(received, event_id),
+    }
+
+
+_NEW_OR_EXPIRED = "attribute_not_exists(pk) OR expires_at < :now"
+
+
+def mark_events(
+    table: Table, source: str, events: Sequence[dict[str, Any]], now: float, ttl_s: int
+) -> Marked:
+    """Store each event with its de-duplication mark (conditional: new, or its mark expired).
+    ``events`` are normalised event dicts with distinct ``event_id``s, in the body's order."""
+    marked = Marked()
+    todo = [mark_item(source, e, now, ttl_s) for e in events]
+    by_id = {e["event_id"]: e for e in events}
+    for round_ in range(MAX_MARK_ROUNDS):
+        if not todo:
+            return marked
+        if round_:
+            _pause(round_ - 1)  # some conflicted with another write in progress
+        groups = [todo[i : i + MARKS_PER_TRANSACTION] for i in range(0, len(todo), MARKS_PER_TRANSACTION)]
+        if len(groups) == 1:
+            answers = [_mark_group(table, groups[0], now)]
+        else:
+            with ThreadPoolExecutor(min(MARK_WORKERS, len(groups))) as pool:
+                answers = list(pool.map(lambda g: _mark_group(table, g, now), groups))
+        todo = []
+        for group, answer in zip(groups, answers, strict=True):
+            for item, (outcome, old) in zip(group, answer, strict=True):
+                event_id = by_id_key(item)
+                if outcome == "written":
+                    marked.fresh.append(by_id[event_id])
+                elif outcome == "exists":
+                    _classify_existing(marked, event_id, old)
+                else:  # rolled back with the rest of its transaction, or a conflict: try again
+                    todo.append(item)
+    if todo:
+        raise RuntimeError(f"{len(todo)} events could not be marked after {MAX_MARK_ROUNDS} rounds")
+    return marked
+
+
+def by_id_key(item: dict[str, Any]) -> str:
+    return item["pk"].split("#", 2)[2]
+
+
+def _classify_existing(marked: Marked, event_id: str, old: dict[str, Any] | None) -> None:
+    if old and old.get("event_json") and not (old.get("recorded_at") or old.get("gave_up_at")):
+        received = old.get("received_iso") or iso(float(old["received_at"]))
+        marked.waiting.append((json.loads(old["event_json"]), received))
+    else:  # recorded, given up on (dead-lettered), or marked by a release that kept no event
+        marked.duplicates.append(event_id)
+
+
+def _mark_group(table: Table, items: list[dict[str, Any]], now: float) -> list[tuple[str, Any]]:
+    """[(written | exists | retry, old item)] for each item, in order."""
+    values = codec.values(now=int(now))
+    if len(items) == 1:  # one put, not a transaction (half the write cost)
+        try:
+            table.client.put_item(
+                TableName=table.name,
+                Item=codec.dump(items[0]),
+                ConditionExpression=_NEW_OR_EXPIRED,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return [("exists", _old(table, items[0], exc.response.get("Item")))]
+        return [("written", None)]
+    operations = [
+        {
+            "Put": {
+                "TableName": table.name,
+                "Item": codec.dump(item),
+                "ConditionExpression": _NEW_OR_EXPIRED,
+                "ExpressionAttributeValues": values,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+        for item in items
+    ]
+    try:
+        table.client.transact_write_items(TransactItems=operations)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "TransactionCanceledException":
+            raise
+        reasons = exc.response.get("CancellationReasons") or []
+        if len(reasons) != len(items):
+            return [("retry", None)] * len(items)
+        out: list[tuple[str, Any]] = []
+        for item, reason in zip(items, reasons, strict=True):
+            if reason.get("Code") == "ConditionalCheckFailed":
+                out.append(("exists", _old(table, item, reason.get("Item"))))
+            else:
+                out.append(("retry", None))
+        return out
+    return [("written", None)] * len(items)
+
+
+def _old(table: Table, item: dict[str, Any], returned: dict[str, Any] | None) -> dict[str, Any] | None:
+    if returned:
+        return codec.load(returned)
+    return table.get({"pk": item["pk"], "sk": item["sk"]})
+
+
+def get_mark(table: Table, source: str, event_id: str) -> dict[str, Any] | None:
+    return table.get(keys.webhook_seen(source, event_id))
 
 
 def mark_seen(table: Table, source: str, event_id: str, now: float, ttl_s: int) -> bool:
@@ -38,40 +193,166 @@ def mark_seen(table: Table, source: str, event_id: str, now: float, ttl_s: int) 
     return True
 
 
-def forget_seen(table: Table, source: str, event_id: str) -> None:
-    """Undo mark_seen when the event could not be queued, so the platform's retry is accepted."""
-    table.client.delete_item(TableName=table.name, Key=codec.dump(keys.webhook_seen(source, event_id)))
+@dataclass(frozen=True)
+class Recorded:
+    """The outcome of recording a result: ``new`` if this call stored and counted it; otherwise
+    the ledger says who did (``recorded_by``: the token of the message that recorded it) and
+    where the stored result is."""
+
+    new: bool
+    recorded_by: str | None = None
+    result_key: dict[str, str] | None = None
 
 
-def record(table: Table, item: dict[str, Any], now: float) -> bool:
-    """Store a result and count it on its execution, atomically. False if already stored (an SQS
-    redelivery); ExecutionGone if the execution it links to has expired."""
-    execution_id = item.get("execution_id")
+def record(
+    table: Table,
+    item: dict[str, Any],
+    now: float,
+    *,
+    source: str = SOURCE,
+    token: str | None = None,
+    ttl_s: int = 7 * 86_400,
+) -> Recorded:
+    """Store a result and count it on its execution, atomically, and only once per event id: the
+    event's ledger item is switched to recorded in the same transaction, conditional on it not
+    being recorded yet. ExecutionGone if the execution it links to has expired."""
+    event_id = item["event_id"]
+    result_key = {"pk": item["pk"], "sk": item["sk"]}
+    ledger = _recorded(source, event_id, result_key, token, now, ttl_s)
+    ledger["Update"]["ConditionExpression"] = "attribute_not_exists(recorded_at)"
+    ledger["Update"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     put = {"Put": {"Item": codec.dump(item), "ConditionExpression": "attribute_not_exists(pk)"}}
-    if not execution_id:
-        try:
-            table.put(item, condition="attribute_not_exists(pk)")
-        except ConditionFailed:
-            return False
-        return True
-    counter = "results_" + COUNTER_OF_TYPE.get(item["type"], "unknown")
-    count = update_operation(
-        keys.execution(execution_id),
-        "ADD #counter :one SET results_updated_at = :now",
-        values=codec.values(one=1, now=now),
-        names={"#counter": counter},
-        condition="attribute_exists(pk)",
-    )
+    operations = [ledger, put]
+    execution_id = item.get("execution_id")
+    if execution_id:
+        counter = "results_" + COUNTER_OF_TYPE.get(item["type"], "unknown")
+        operations.append(
+            update_operation(
+                keys.execution(execution_id),
+                "ADD #counter :one SET results_updated_at = :now",
+                values=codec.values(one=1, now=now),
+                names={"#counter": counter},
+                condition="attribute_exists(pk)",
+            )
+        )
     try:
-        table.transact([put, count])
-    except TransactionCancelled as cancelled:
-        failed = cancelled.failed_at()
-        if 0 in failed:
-            return False
-        if 1 in failed:
-            raise ExecutionGone(execution_id) from cancelled
-        raise
-    return True
+        _transact(table, operations)
+    except _Cancelled as cancelled:
+        if cancelled.codes[0] == "ConditionalCheckFailed":  # recorded before
+            old = cancelled.items[0] or get_mark(table, source, event_id) or {}
+            key = {"pk": old["result_pk"], "sk": old["result_sk"]} if old.get("result_pk") else None
+            return Recorded(False, old.get("recorded_by") or None, key)
+        if cancelled.codes[1] == "ConditionalCheckFailed":
+            # Stored by a release whose ledger kept no state: the ledger says so now.
+            _transact(table, [_recorded(source, event_id, result_key, token, now, ttl_s)])
+            return Recorded(False, token, result_key)
+        if len(cancelled.codes) > 2 and cancelled.codes[2] == "ConditionalCheckFailed":
+            raise ExecutionGone(execution_id) from None
+        raise TransactionCancelled(cancelled.codes) from None
+    return Recorded(True, token, result_key)
+
+
+def _recorded(
+    source: str, event_id: str, result_key: dict[str, str], token: str | None, now: float, ttl_s: int
+) -> dict[str, Any]:
+    """The ledger item's switch to recorded: by which message, where the result is; the event
+    itself and the index entry are no longer needed."""
+    return update_operation(
+        keys.webhook_seen(source, event_id),
+        "SET recorded_at = :now, recorded_by = :token, result_pk = :rpk, result_sk = :rsk,"
+        " expires_at = if_not_exists(expires_at, :expires) REMOVE event_json, gsi2pk, gsi2sk",
+        values=codec.values(
+            now=now,
+            token=token or "",
+            rpk=result_key["pk"],
+            rsk=result_key["sk"],
+            expires=int(now + ttl_s),
+        ),
+    )
+
+
+@dataclass
+class _Cancelled(Exception):
+    codes: list[str]
+    items: list[dict[str, Any] | None]
+
+
+def _transact(table: Table, operations: list[dict[str, Any]]) -> None:
+    """TransactWriteItems keeping what a cancelled transaction returns (ALL_OLD items); one that
+    only conflicted with another write in progress (two copies of a message at once) is tried
+    again after a short full-jitter pause."""
+    for op in operations:
+        next(iter(op.values()))["TableName"] = table.name
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            table.client.transact_write_items(TransactItems=operations)
+            return
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            codes = [r.get("Code", "None") for r in reasons]
+            if len(codes) != len(operations):
+                raise
+            conflicted = "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
+            if not conflicted or attempt == CONFLICT_RETRIES:
+                items = [codec.load(r["Item"]) if r.get("Item") else None for r in reasons]
+                raise _Cancelled(codes, items) from exc
+            _pause(attempt)
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2**attempt))
+
+
+def stored(table: Table, key: dict[str, str]) -> dict[str, Any] | None:
+    """A stored result's view, by its key."""
+    item = table.get(key)
+    return view_from(item) if item else None
+
+
+# --- What the reconciler finds: stored, never recorded -------------------------------------------
+
+
+def unrecorded(table: Table, source: str, before_iso: str, *, limit: int) -> Iterator[dict[str, str]]:
+    """Keys of ledger items left unrecorded since before ``before_iso``, oldest first per shard."""
+    found = 0
+    for shard in range(keys.UNRECORDED_SHARDS):
+        for item in table.query_all(
+            IndexName=keys.WAITING_INDEX,
+            KeyConditionExpression="gsi2pk = :pk AND gsi2sk < :before",
+            ExpressionAttributeValues=codec.values(
+                pk=keys.unrecorded_partition(source, shard), before=before_iso
+            ),
+        ):
+            yield {"pk": item["pk"], "sk": item["sk"]}
+            found += 1
+            if found >= limit:
+                return
+
+
+def requeued(table: Table, mark: dict[str, Any], now: float) -> None:
+    """After the reconciler queued an unrecorded event again: count it and move the event to the
+    back of the line, so it is stale again only after another reconcile period."""
+    with contextlib.suppress(ConditionFailed):  # recorded meanwhile
+        table.update(
+            {"pk": mark["pk"], "sk": mark["sk"]},
+            "SET requeues = if_not_exists(requeues, :zero) + :one, gsi2sk = :sort",
+            values=codec.values(zero=0, one=1, sort=keys.unrecorded_sort(iso(now), by_id_key(mark))),
+            condition="attribute_exists(gsi2pk)",
+        )
+
+
+def given_up(table: Table, mark: dict[str, Any], now: float) -> None:
+    """The event was queued again and again and never recorded (it is dead-lettered now): out of
+    the index; the event stays on its ledger item for ``relay-dlq redrive``."""
+    with contextlib.suppress(ConditionFailed):
+        table.update(
+            {"pk": mark["pk"], "sk": mark["sk"]},
+            "SET gave_up_at = :now REMOVE gsi2pk, gsi2sk",
+            values=codec.values(now=now),
+            condition="attribute_exists(gsi2pk)",
+        )
 
 
 def page(

@@ -46,15 +46,26 @@ def endpoint():
     )
 
 
-def ingest_deps():  # -> IngestDeps
+def ingest_deps(emit: Callable[[str, float], None] | None = None):  # -> IngestDeps
     from relay.results.ingest import IngestDeps
 
-    return IngestDeps(table=wiring.table(), queue=queue(), settings=get_settings())
+    deps = IngestDeps(table=wiring.table(), queue=queue(), settings=get_settings())
+    if emit is not None:
+        deps.emit = emit
+    return deps
 
 
-def deliver_deps(emit: Callable[[str, float], None]):  # -> DeliverDeps
+def deliver_deps(
+    emit: Callable[[str, float], None], remaining_ms: Callable[[], int] | None = None
+):  # -> DeliverDeps
     from relay.results.deliver import DeliverDeps
 
     return DeliverDeps(
-        wiring.table(), queue(), get_settings(), endpoint(), emit=emit, links=wiring.links_table()
+        wiring.table(),
+        queue(),
+        get_settings(),
+        endpoint(),
+        emit=emit,
+        links=wiring.links_table(),
+        remaining_ms=remaining_ms,
     )

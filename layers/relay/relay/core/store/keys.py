@@ -112,6 +112,23 @@ def webhook_seen(source: str, event_id: str) -> dict[str, str]:
     return {"pk": f"WEBHOOK#{source}#{event_id}", "sk": "DEDUPE"}
 
 
+# Webhook results stored and not yet recorded by the deliver worker (gsi2, sparse), spread over a
+# few partitions so a burst of thousands of events is not one hot index partition.
+UNRECORDED_SHARDS = 8
+
+
+def unrecorded_partition(source: str, shard: int) -> str:
+    return f"RESULTS#UNRECORDED#{source}#{shard}"
+
+
+def unrecorded_shard(event_id: str) -> int:
+    return int(hashlib.sha256(event_id.encode()).hexdigest()[:8], 16) % UNRECORDED_SHARDS
+
+
+def unrecorded_sort(since_iso: str, event_id: str) -> str:
+    return f"{since_iso}#{event_id}"
+
+
 def result(execution_id: str | None, received_iso: str, event_id: str) -> dict[str, str]:
     pk = execution_partition(execution_id) if execution_id else RESULTS_UNMATCHED_PARTITION
     return {"pk": pk, "sk": f"{RESULT_PREFIX}{received_iso}#{event_id}"}

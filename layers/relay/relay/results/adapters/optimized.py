@@ -171,6 +171,7 @@ def _timestamp(value: Any) -> str | None:
             moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)  # the platform's datetimes are UTC
+        # Inside the try: 0001-01-01T00:00:00+01:00 parses, but is before year 1 in UTC.
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     except (ValueError, OverflowError, OSError):
         return _text(value)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
