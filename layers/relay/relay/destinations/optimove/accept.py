@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 from relay.core.clock import Clock, iso
+from relay.core.failpoints import failpoint
 from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.destinations.optimove import NAME, store
@@ -115,6 +116,7 @@ def accept_optimove(
             status=str(exists.existing.get("status")),
             send_at=iso(existing_send_at) if existing_send_at else None,
         )
+    failpoint("optimove.accept.after_dedupe")
     if not scheduled:
         deps.queues.send(execution_id)
     return answer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay.core.clock import iso
+from relay.core.failpoints import failpoint
 from relay.core.store.table import ConditionFailed, Table
 from relay.destinations.optimove import store
 from relay.destinations.optimove.models import CANCELLABLE
@@ -37,6 +38,7 @@ def release_due(table: Table, queues: RunQueues, now: float, lookahead_s: float)
             except ConditionFailed:
                 continue  # cancelled or released by another run
             progressed = True
+            failpoint("optimove.release.after_queued")
             queues.send(execution_id, delay_s=max(0.0, float(item.get("send_at") or now) - now))
             released += 1
         if not progressed:
