@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Api, crash_at, queue_depth, relay_env, wait_for
+from conftest import Api, crash_at, dlq_messages, queue_depth, relay_env, wait_for
 from relay_local.stack import LocalStack
 from test_optimove import FAST, gen, terminal, trigger
 
@@ -175,6 +175,32 @@ def test_send_crash_after_requeue_the_reconciler_queues_it_again(
     view = api.wait(answer["execution_id"], terminal, timeout=60)
     assert view["status"] == "published", view
     assert runs_of(ov, generator) == [upstream, 202]
+
+
+def test_send_crash_after_dead_lettered_the_redelivered_message_parks_it(
+    api: Api, ov: Any, relay: LocalStack, sqs: Any, quick: None
+) -> None:
+    """The last attempt failed (5xx): `dead_lettered` was recorded, the worker died before parking
+    the run in the dead-letter queue. The redelivered message parks it; an operator re-drives it."""
+    from relay_ops import dlq as relay_dlq
+
+    generator = gen()
+    ov.fail_next(500, generator_id=generator)
+    dlq = relay.resources.url("OptimoveDeadLetterQueue")
+    with relay_env(OPTIMOVE_MAX_ATTEMPTS="1"):
+        with crash_at("optimove.send.after_dead_lettered"):
+            answer = trigger(api, generator).json()
+        execution_id = answer["execution_id"]
+        assert api.wait(execution_id, terminal, timeout=30)["status"] == "dead_lettered"
+        parked = lambda: [m for m in dlq_messages(sqs, dlq) if m.get("execution_id") == execution_id]  # noqa: E731
+        assert (
+            wait_for(parked, timeout=30, what="the run parked in the dead-letter queue")[0]["kind"]
+            == "dead_send"
+        )
+    assert relay_dlq.main(["redrive", "--queue", "optimove"]) == 0
+    view = api.wait(execution_id, lambda v: v["status"] == "published", timeout=30)
+    assert any("re-driven" in (t.get("note") or "") for t in view["transitions"])
+    assert runs_of(ov, generator) == [500, 202]
 
 
 # -- poll: status read -> terminal status | next read (poll_seq) -> its message ----------------------

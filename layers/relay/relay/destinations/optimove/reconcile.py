@@ -54,7 +54,9 @@ def repair(deps: OptimoveDeps, item: dict[str, Any], now: float, stale_before: f
         deps.queues.send(execution_id)
         return "OptimoveRunsRequeued"
     if status == "sending":
-        if float(item.get("sending_at") or now) >= stale_before:
+        # Never a send that may still be under way, however short RELAY_RECONCILE_AFTER_S is.
+        alive_s = deps.settings.record_budget_ms() / 1000
+        if float(item.get("sending_at") or now) >= min(stale_before, now - alive_s):
             return None
         return "OptimoveSendsSettledUnknown" if settle_interrupted(execution_id, deps) else None
     if status in FOLLOWED:

@@ -122,6 +122,13 @@ def send_one(execution_id: str, deps: OptimoveDeps) -> str:
         if not settle_interrupted(execution_id, deps):
             return "moved on"
         return "interrupted send marked unknown"
+    if status == "dead_lettered":
+        # The message that dead-lettered it, delivered again: its worker may have died before
+        # parking it for `relay-dlq redrive` (a second entry is harmless: re-driving checks the
+        # status) and handing the status on (forwarded with a stable webhook-id).
+        deps.queues.dead_letter(execution_id, str(item.get("error_message") or "dead-lettered"))
+        _finish(deps, item)
+        return "dead-lettered: parked again"
     if status == "scheduled":
         released = release_now(execution_id, item, deps)
         if released is None:
@@ -260,6 +267,7 @@ def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: Optimove
                 "error_message": message,
             },
         )
+        failpoint("optimove.send.after_dead_lettered")
         deps.queues.dead_letter(execution_id, message)
         _finish(deps, done)
         deps.emit("OptimoveRunsDeadLettered", 1)
