@@ -86,6 +86,30 @@ def test_accept_crash_the_clients_retry_completes_the_work(
     assert runs_of(ov, generator) == [202]
 
 
+def test_accept_crash_with_no_retry_the_reconciler_queues_the_run(
+    api: Api, ov: Any, quick: None, ddb: Any
+) -> None:
+    """The client never retries: the run waits `queued` with no message until the reconciler
+    finds it overdue and queues it again (counted on the run as a repair)."""
+    generator = gen()
+    with crash_at("optimove.accept.after_dedupe"):
+        assert trigger(api, generator, expect=None, dedupe_key=f"k-{uuid.uuid4()}").status_code == 500
+    [execution_id] = wait_for(
+        lambda: [i["execution_id"] for i in optimove_items(ddb) if i.get("event_generator_id") == generator]
+    )
+    view = api.wait(execution_id, terminal, timeout=60)
+    assert view["status"] == "published", view
+    assert item_of(ddb, execution_id)["repairs"] == 1
+    assert runs_of(ov, generator) == [202]
+
+
+def optimove_items(ddb: Any) -> list[dict[str, Any]]:
+    from conftest import scan_all
+    from relay.core.store import codec
+
+    return [codec.load(i) for i in scan_all(ddb) if i.get("destination", {}).get("S") == "optimove"]
+
+
 # -- scheduled release: message queued (delayed to send_at), then scheduled -> queued -----------------
 # Loss path 3: it used to move to `queued` (leaving the schedule index) before queueing the message.
 
@@ -165,16 +189,20 @@ def test_send_crash_completes_or_ends_unknown_never_sent_twice(
 
 @pytest.mark.parametrize("upstream", [500, 429])
 def test_send_crash_after_requeue_the_reconciler_queues_it_again(
-    api: Api, ov: Any, quick: None, upstream: int
+    api: Api, ov: Any, ddb: Any, upstream: int
 ) -> None:
-    """A 5xx (or 429) put the run back to queued; the worker died before queueing its retry."""
+    """A 5xx (or 429) put the run back to queued; the worker died before queueing its retry. Its
+    message comes back after the queue's visibility timeout (360 s, not compressed here); the
+    reconciler is quicker: the run's retry is overdue."""
     generator = gen()
     ov.fail_next(upstream, headers={"Retry-After": "1"}, generator_id=generator)
     with crash_at("optimove.send.after_requeue"):
         answer = trigger(api, generator).json()
-    view = api.wait(answer["execution_id"], terminal, timeout=60)
+    with relay_env(RELAY_RECONCILE_AFTER_S="1"):
+        view = api.wait(answer["execution_id"], terminal, timeout=60)
     assert view["status"] == "published", view
     assert runs_of(ov, generator) == [upstream, 202]
+    assert item_of(ddb, answer["execution_id"])["repairs"] >= 1
 
 
 def test_send_crash_after_dead_lettered_the_redelivered_message_parks_it(
@@ -218,7 +246,14 @@ def test_send_crash_after_dead_lettered_the_redelivered_message_parks_it(
     ],
 )
 def test_poll_crash_the_run_is_still_followed_to_its_end(
-    api: Api, ov: Any, relay: LocalStack, sqs: Any, point: str, processing_s: float, reconciler: bool
+    api: Api,
+    ov: Any,
+    relay: LocalStack,
+    sqs: Any,
+    ddb: Any,
+    point: str,
+    processing_s: float,
+    reconciler: bool,
 ) -> None:
     sqs.set_queue_attributes(QueueUrl=relay.resources.url("PollQueue"), Attributes={"VisibilityTimeout": "2"})
     ov.processing_s = processing_s
@@ -229,6 +264,7 @@ def test_poll_crash_the_run_is_still_followed_to_its_end(
         view = api.wait(answer["execution_id"], terminal, timeout=60)
     assert view["status"] == "published", view
     assert runs_of(ov, generator) == [202]
+    assert ("repairs" in item_of(ddb, answer["execution_id"])) is reconciler
 
 
 # -- loss path 8: a redelivered (or duplicated) poll never starts a second chain ----------------------

@@ -50,7 +50,7 @@ def repair(deps: OptimoveDeps, item: dict[str, Any], now: float, stale_before: f
     execution_id, status = item["execution_id"], item["status"]
     # The due time moves on first, then the message: a crash between the two is repaired again.
     if status == "queued":
-        store.touch_due(deps.table, execution_id, "queued", now)
+        store.touch_due(deps.table, execution_id, "queued", now, repair=True)
         deps.queues.send(execution_id)
         return "OptimoveRunsRequeued"
     if status == "sending":
@@ -61,7 +61,7 @@ def repair(deps: OptimoveDeps, item: dict[str, Any], now: float, stale_before: f
         return "OptimoveSendsSettledUnknown" if settle_interrupted(execution_id, deps) else None
     if status in FOLLOWED:
         attempt = int(item.get("poll_seq") or int(item.get("polls") or 0) + 1)
-        store.touch_due(deps.table, execution_id, status, now)
+        store.touch_due(deps.table, execution_id, status, now, repair=True)
         deps.queues.poll(execution_id, attempt=attempt, delay_s=0)
         return "OptimovePollsRequeued"
     if status == "scheduled":

@@ -188,15 +188,25 @@ def advance_poll(
     return True
 
 
-def touch_due(table: Table, execution_id: str, status: str, at: float) -> bool:
-    """Move a run's next step to ``at`` iff it is still ``status`` (a repair was queued, or a run
-    waits for a slot longer than the reconciler's patience)."""
+def touch_due(table: Table, execution_id: str, status: str, at: float, *, repair: bool = False) -> bool:
+    """Move a run's next step to ``at`` iff it is still ``status`` (a run that waits for a slot
+    longer than the reconciler's patience; ``repair``: the reconciler queued its step again, counted
+    on the run as ``repairs``)."""
+    expression = "SET gsi2pk = :dp, gsi2sk = :ds, due_at = :due"
+    counted = {}
+    if repair:
+        expression += " ADD repairs :one"
+        counted = {"one": 1}
     try:
         table.update(
             keys.execution(execution_id),
-            "SET gsi2pk = :dp, gsi2sk = :ds, due_at = :due",
+            expression,
             values=codec.values(
-                st=status, dp=keys.due_partition(NAME), ds=keys.due_sort(iso(at), execution_id), due=at
+                **counted,
+                st=status,
+                dp=keys.due_partition(NAME),
+                ds=keys.due_sort(iso(at), execution_id),
+                due=at,
             ),
             names={"#st": "status"},
             condition="#st = :st",
