@@ -110,6 +110,38 @@ def optimove_items(ddb: Any) -> list[dict[str, Any]]:
     return [codec.load(i) for i in scan_all(ddb) if i.get("destination", {}).get("S") == "optimove"]
 
 
+def test_reconcile_counts_repairs_by_kind_and_a_second_look_repairs_nothing(
+    api: Api, ov: Any, relay: LocalStack, ddb: Any
+) -> None:
+    """Optimove.reconcile called in-process as the reconciler would call it an hour from now
+    (the stack's own reconciler, at RELAY_RECONCILE_AFTER_S=300, leaves both runs alone): a run
+    left queued with no message and a scheduled run whose release never came are repaired once,
+    counted by kind; looking again at once repairs nothing (their due times moved on)."""
+    from relay.destinations.optimove import DESTINATION
+
+    lost, scheduled = gen(), gen()
+    with crash_at("optimove.accept.after_dedupe"):
+        assert trigger(api, lost, expect=None, dedupe_key=f"k-{uuid.uuid4()}").status_code == 500
+    scheduled_id = trigger(api, scheduled, send_at=at(3600)).json()["execution_id"]
+    [lost_id] = wait_for(
+        lambda: [i["execution_id"] for i in optimove_items(ddb) if i["event_generator_id"] == lost]
+    )
+    emitted: list[tuple[str, float]] = []
+    now = time.time() + 4000
+    with relay.pollers.paused():  # nothing consumes the repairs' messages while we look
+        first = DESTINATION.reconcile(now, now - 300, lambda name, value: emitted.append((name, value)))
+        again = DESTINATION.reconcile(now, now - 300, lambda name, value: emitted.append((name, value)))
+        # The scheduled one was released an hour early only because we moved the clock: cancel it.
+        assert api.http.delete(f"/v1/executions/{scheduled_id}").status_code == 200
+    assert first == {"OptimoveRunsRequeued": 1, "OptimoveScheduledReleased": 1}
+    assert again == {}
+    view = api.wait(lost_id, terminal, timeout=30)
+    assert view["status"] == "published", view
+    assert item_of(ddb, lost_id)["repairs"] == 1
+    assert runs_of(ov, lost) == [202]
+    assert runs_of(ov, scheduled) == []
+
+
 # -- scheduled release: message queued (delayed to send_at), then scheduled -> queued -----------------
 # Loss path 3: it used to move to `queued` (leaving the schedule index) before queueing the message.
 
@@ -128,27 +160,22 @@ def test_release_crash_the_scheduled_run_is_still_sent_once(api: Api, ov: Any, q
 # -- cancel of a scheduled run: its one write, then the answer ----------------------------------------
 
 
-def test_cancel_crash_the_run_stays_cancelled_and_is_never_sent(api: Api, ov: Any, relay: LocalStack) -> None:
+def test_cancel_crash_the_run_stays_cancelled_and_is_never_sent(
+    api: Api, ov: Any, relay: LocalStack, ddb: Any
+) -> None:
     generator = gen()
-    answer = trigger(api, generator, send_at=at(4)).json()
+    execution_id = trigger(api, generator, send_at=at(3600)).json()["execution_id"]
     with crash_at("optimove.cancel.after_cancelled"):
-        assert api.http.delete(f"/v1/executions/{answer['execution_id']}").status_code == 500
-    retry = api.http.delete(f"/v1/executions/{answer['execution_id']}")  # the client's retry
+        assert api.http.delete(f"/v1/executions/{execution_id}").status_code == 500
+    retry = api.http.delete(f"/v1/executions/{execution_id}")  # the client's retry
     assert retry.status_code == 409
     assert "cancelled" in retry.json()["error"]["message"]
-    # Past its send_at and two scheduler runs later, nothing released it.
-    wait_for(lambda: time.time() > float(item_of_send_at(api, answer["execution_id"])) + 1, timeout=30)
+    # Off every index (nothing will release or repair it), and two scheduler runs later unsent.
+    assert not {"gsi2pk", "gsi2sk", "due_at"} & item_of(ddb, execution_id).keys()
     runs = relay.schedules.runs
     wait_for(lambda: relay.schedules.runs >= runs + 2, timeout=30, what="two scheduler runs")
-    assert api.execution(answer["execution_id"])["status"] == "cancelled"
+    assert api.execution(execution_id)["status"] == "cancelled"
     assert runs_of(ov, generator) == []
-
-
-def item_of_send_at(api: Api, execution_id: str) -> float:
-    from datetime import datetime
-
-    send_at = api.execution(execution_id)["optimove"]["send_at"]
-    return datetime.fromisoformat(send_at.replace("Z", "+00:00")).timestamp()
 
 
 # -- send: slot -> queued -> sending -> call -> (first poll queued -> accepted) | (queued -> message) ----
