@@ -193,8 +193,11 @@ def test_a_burst_is_spread_within_the_brand_limit(api: Api, ov: Any) -> None:
 def test_failed_execution_stores_error_code_and_message(api: Api, ov: Any) -> None:
     generator = gen()
     ov.failing_generators.add(generator)
-    ov.queued_s, ov.processing_s = 0.2, 2.5  # long enough for a poll to see `processing`
-    view = wait(api, trigger(api, generator).json()["execution_id"], terminal)
+    ov.queued_s, ov.processing_s = 0.2, 3600  # `processing` until a poll has seen it
+    execution_id = trigger(api, generator).json()["execution_id"]
+    api.wait(execution_id, lambda v: v["status"] == "processing", timeout=30)
+    ov.processing_s = 0  # then its audience resolution fails
+    view = wait(api, execution_id, terminal)
     assert view["status"] == "failed"
     assert view["optimove"]["error_code"] == "AUDIENCE_RESOLUTION_FAILED"
     assert "Preference Centre" in view["optimove"]["error_message"]

@@ -105,6 +105,16 @@ def generator_schema(generator_id: str) -> dict[str, str]:
     return {"pk": f"OPTIMOVE_SCHEMA#{generator_id}", "sk": "SCHEMA"}
 
 
+def due_partition(destination: str) -> str:
+    """gsi2: a destination's runs under way (queued, sending, followed by polls), by when the next
+    step of each is due: one a crash left with nothing in flight shows up overdue (the reconciler)."""
+    return f"DUE#{destination}"
+
+
+def due_sort(due_iso: str, execution_id: str) -> str:
+    return f"{due_iso}#{execution_id}"
+
+
 # --- Results --------------------------------------------------------------------------------------
 
 

@@ -59,16 +59,37 @@ class Optimove(Destination):
         from relay.destinations.optimove import wiring
 
         deps = wiring.deps(emit)
+        execution_id = message["execution_id"]
+        if remaining_ms() < deps.settings.record_budget_ms():
+            # Too little time left for this record's slot wait, call and record: it is not
+            # started, but handed back as a fresh message (the invocation would time out in the
+            # middle and SQS redeliver the whole batch, records done included).
+            if message.get("kind") == "poll":
+                deps.queues.poll(
+                    execution_id,
+                    attempt=int(message.get("attempt", 1)),
+                    delay_s=0,
+                    optimove_execution_id=message.get("optimove_execution_id"),
+                )
+            else:
+                deps.queues.send(execution_id)
+            emit("OptimoveRecordsDeferred", 1)
+            return "deferred: too little time left in this invocation"
         if message.get("kind") == "poll":
             from relay.destinations.optimove.poll import poll_one
 
-            outcome = poll_one(message["execution_id"], int(message.get("attempt", 1)), deps)
+            outcome = poll_one(
+                execution_id,
+                int(message.get("attempt", 1)),
+                deps,
+                optimove_execution_id=message.get("optimove_execution_id"),
+            )
             if outcome in ("published", "failed", "unknown"):
                 emit(f"OptimoveExecutions_{outcome}", 1)
             return outcome
         from relay.destinations.optimove.send import send_one
 
-        return send_one(message["execution_id"], deps)
+        return send_one(execution_id, deps)
 
     def release_due(self, now: float, emit: Emit) -> int:
         from relay.core import wiring as core
@@ -81,6 +102,15 @@ class Optimove(Destination):
         if released:
             emit("OptimoveTriggersReleased", released)
         return released
+
+    def reconcile(self, now: float, stale_before: float, emit: Emit) -> dict[str, int]:
+        """Runs under way that nothing in flight moves on any more: overdue `queued` runs are
+        queued again, overdue polls too, a `sending` whose worker died is settled `unknown`, and
+        scheduled runs whose release never reached the queue are released."""
+        from relay.destinations.optimove import wiring
+        from relay.destinations.optimove.reconcile import reconcile
+
+        return reconcile(wiring.reconcile_deps(emit), now, stale_before)
 
     def redrive(self, message: dict[str, Any], now: float) -> str:
         from relay.destinations.optimove.redrive import redrive

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from relay.core.clock import Clock, iso
+from relay.core.failpoints import failpoint
 from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.destinations.optimove import NAME, store
@@ -40,6 +42,12 @@ def dedupe_hash(trigger: OptimoveTrigger, window_s: int) -> tuple[str | None, in
         default=str,
     )
     return hashlib.sha256(f"content\n{canonical}".encode()).hexdigest(), window_s
+
+
+def never_left_accept(item: dict[str, Any]) -> bool:
+    """Queued by the accept and nothing since: its one message may never have been sent. A run
+    queued again later (a retry's back-off, a 429's Retry-After) is not queued early here."""
+    return item.get("status") == "queued" and len(item.get("transitions") or []) <= 1
 
 
 def accept_optimove(
@@ -89,6 +97,8 @@ def accept_optimove(
             "gsi2pk": keys.scheduled_partition(NAME),
             "gsi2sk": keys.scheduled_sort(iso(send_at), execution_id),
         }
+    else:
+        execution |= store.due_keys(execution_id, now)
     answer = OptimoveTriggerAccepted(
         execution_id=execution_id, status=status, send_at=iso(send_at) if send_at else None
     )
@@ -96,6 +106,10 @@ def accept_optimove(
         store.create(table, execution, dedupe_hash=key_hash, dedupe_expires_at=int(now + window), now=now)
     except store.Duplicate as duplicate:
         existing = store.get(table, duplicate.existing_execution_id) or {}
+        # The first request may have died between storing and queueing (its client got a 500 and
+        # retries with the same dedupe_key): queue it again, or it would never run.
+        if never_left_accept(existing):
+            deps.queues.send(duplicate.existing_execution_id)
         return OptimoveTriggerAccepted(
             execution_id=duplicate.existing_execution_id,
             status=str(existing.get("status", "queued")),
@@ -107,7 +121,7 @@ def accept_optimove(
             raise IdempotencyConflict(execution_id) from exists
         # A retry of a request that may have died before queueing: queue again (a second message
         # is harmless, the send is guarded by queued -> sending).
-        if exists.existing.get("status") == "queued":
+        if never_left_accept(exists.existing):
             deps.queues.send(execution_id)
         existing_send_at = exists.existing.get("send_at")
         return OptimoveTriggerAccepted(
@@ -115,6 +129,8 @@ def accept_optimove(
             status=str(exists.existing.get("status")),
             send_at=iso(existing_send_at) if existing_send_at else None,
         )
+    failpoint("optimove.accept.after_dedupe")
     if not scheduled:
         deps.queues.send(execution_id)
+        failpoint("optimove.accept.after_enqueue")
     return answer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.core.failpoints import failpoint
 from relay.core.store.table import ConditionFailed
 from relay.destinations.optimove import store
 from relay.destinations.optimove.client import RateLimited, Rejected, Status
@@ -18,24 +19,51 @@ def next_delay(attempt: int, deps: OptimoveDeps) -> float:
     return min(s.optimove_poll_max_delay_s, s.optimove_poll_first_delay_s * s.optimove_poll_backoff**attempt)
 
 
-def poll_one(execution_id: str, attempt: int, deps: OptimoveDeps) -> str:
+def poll_one(
+    execution_id: str, attempt: int, deps: OptimoveDeps, *, optimove_execution_id: str | None = None
+) -> str:
+    """Status read number ``attempt`` of the run's one poll chain. The chain's current read is the
+    run's ``poll_seq``: a read that is not (a redelivered or duplicated message) does nothing, and
+    moving the chain on is a conditional write, so at most one delivery of a read queues the next.
+    """
     item = store.get(deps.table, execution_id)
     if not item:
         return "no such execution"
     s, table, status = deps.settings, deps.table, item["status"]
     if status == "sending":
-        deps.queues.poll(execution_id, attempt=attempt, delay_s=max(1.0, s.optimove_poll_first_delay_s))
-        return "not recorded yet, polling later"
+        if optimove_execution_id:
+            recorded = _record_accepted(execution_id, attempt, optimove_execution_id, deps)
+            if recorded is not None:
+                item, status = recorded, "accepted"
+        if status == "sending":
+            deps.queues.poll(
+                execution_id,
+                attempt=attempt,
+                delay_s=max(1.0, s.optimove_poll_first_delay_s),
+                optimove_execution_id=optimove_execution_id,
+            )
+            return "not recorded yet, polling later"
+    current = item.get("poll_seq")
+    if status in ("published", "failed", "unknown") and current is not None and int(current) == attempt:
+        # The read that recorded the terminal status, delivered again: it may have died before
+        # handing the status on (forwarded with a stable webhook-id, so a repeat is harmless).
+        _finish(deps, item)
+        return f"already {status}: forwarded again"
     if status not in FOLLOWED:
         return f"nothing to follow: {status}"
+    if current is not None and int(current) != attempt:
+        return f"stale poll {attempt} (the chain is at {current}): dropped"
     sent_at = float(item.get("sent_at", item["updated_at"]))
 
     if deps.limiter().acquire(s.optimove_max_inline_wait_s) is None:
         deps.queues.poll(execution_id, attempt=attempt, delay_s=1)
         return "no slot, polling later"
     outcome = deps.client.status(item["optimove_execution_id"])
+    failpoint("optimove.poll.after_call")
     now = deps.clock()
-    retry_at = None
+    deadline = sent_at + s.optimove_poll_max_s
+    delay = next_delay(attempt, deps)
+    upstream: str | None = None  # what Optimove said (nothing, when the read failed)
     try:
         if isinstance(outcome, Status):
             report = outcome.report
@@ -49,28 +77,18 @@ def poll_one(execution_id: str, attempt: int, deps: OptimoveDeps) -> str:
                 done = store.transition(
                     table, execution_id, allowed_from=FOLLOWED, to=report.status, now=now, fields=fields
                 )
+                failpoint("optimove.poll.after_terminal")
                 _finish(deps, done)
                 return report.status
-            if report.status == "processing" and status == "accepted":
-                store.transition(
-                    table,
-                    execution_id,
-                    allowed_from=["accepted"],
-                    to="processing",
-                    now=now,
-                    fields={"upstream_status": "processing", "polls": attempt},
-                )
-            else:
-                store.note_poll(table, execution_id, now, report.status, attempt)
+            upstream = report.status
         elif isinstance(outcome, RateLimited):
-            retry_at = outcome.retry_at
+            delay = max(delay, outcome.retry_at - now)
         elif isinstance(outcome, Rejected):
             # 401/403/404 on a status read: keep trying until the deadline, remember why.
-            store.note_poll(table, execution_id, now, f"http_{outcome.status}", attempt)
+            upstream = f"http_{outcome.status}"
     except ConditionFailed:
         return "moved on elsewhere"
 
-    deadline = sent_at + s.optimove_poll_max_s
     if now >= deadline:
         try:
             done = store.transition(
@@ -86,10 +104,55 @@ def poll_one(execution_id: str, attempt: int, deps: OptimoveDeps) -> str:
             )
         except ConditionFailed:
             return "moved on elsewhere"
+        failpoint("optimove.poll.after_terminal")
         _finish(deps, done)
         return "unknown"
-    delay = next_delay(attempt, deps)
-    if retry_at is not None:
-        delay = max(delay, retry_at - now)
-    deps.queues.poll(execution_id, attempt=attempt + 1, delay_s=min(delay, max(0.0, deadline - now)))
+    delay = min(delay, max(0.0, deadline - now))
+    if upstream == "processing" and status == "accepted":
+        try:
+            store.transition(
+                table,
+                execution_id,
+                allowed_from=["accepted"],
+                to="processing",
+                now=now,
+                fields={"upstream_status": "processing", "polls": attempt, "poll_seq": attempt + 1},
+                due=now + delay,
+                poll_seq=attempt,
+            )
+        except ConditionFailed:
+            return "another delivery of this poll moved on: dropped"
+    elif not store.advance_poll(
+        table, execution_id, attempt=attempt, now=now, upstream_status=upstream, next_at=now + delay
+    ):
+        return "another delivery of this poll moved on: dropped"
+    failpoint("optimove.poll.after_advance")
+    deps.queues.poll(execution_id, attempt=attempt + 1, delay_s=delay)
     return "polling"
+
+
+def _record_accepted(
+    execution_id: str, attempt: int, optimove_execution_id: str, deps: OptimoveDeps
+) -> dict[str, Any] | None:
+    """The sender queued this poll with Optimove's execution id and then stopped before recording
+    its 202 (it crashed or timed out): record it here, so the run is followed, not lost."""
+    now = deps.clock()
+    try:
+        return store.transition(
+            deps.table,
+            execution_id,
+            allowed_from=["sending"],
+            to="accepted",
+            now=now,
+            fields={
+                "optimove_execution_id": optimove_execution_id,
+                "upstream_status": "queued",
+                "sent_at": now,
+                "poll_seq": attempt,
+            },
+            remove=["last_error"],
+            due=now,
+            note="202 recorded by the first status poll (the sender stopped after the call)",
+        )
+    except ConditionFailed:
+        return None

@@ -17,13 +17,19 @@ class RunQueues:
             {"kind": "send", "destination": NAME, "execution_id": execution_id}, delay_s=delay_s
         )
 
-    def poll(self, execution_id: str, *, attempt: int, delay_s: float) -> None:
-        message = {
+    def poll(
+        self, execution_id: str, *, attempt: int, delay_s: float, optimove_execution_id: str | None = None
+    ) -> None:
+        """Status read number ``attempt`` (the run's ``poll_seq`` says which one is current). The
+        first carries Optimove's execution id: it records the run if the sender could not."""
+        message: dict[str, object] = {
             "kind": "poll",
             "destination": NAME,
             "execution_id": execution_id,
             "attempt": attempt,
         }
+        if optimove_execution_id:
+            message["optimove_execution_id"] = optimove_execution_id
         self.poll_queue.send(message, delay_s=delay_s)
 
     def dead_letter(self, execution_id: str, reason: str) -> None:

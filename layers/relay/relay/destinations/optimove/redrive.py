@@ -21,7 +21,12 @@ def redrive(message: dict[str, Any], now: float) -> str:
         queues.send(execution_id)
         return f"send of {execution_id} queued again"
     if kind == "poll":
-        queues.poll(execution_id, attempt=int(message.get("attempt", 1)), delay_s=0)
+        queues.poll(
+            execution_id,
+            attempt=int(message.get("attempt", 1)),
+            delay_s=0,
+            optimove_execution_id=message.get("optimove_execution_id"),
+        )
         return f"poll of {execution_id} queued again"
     if kind == "dead_send":
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay.core.clock import iso
+from relay.core.failpoints import failpoint
 from relay.core.store.table import ConditionFailed, Table
 from relay.destinations.optimove import store
 from relay.destinations.optimove.models import CANCELLABLE
@@ -23,24 +24,37 @@ def release_due(table: Table, queues: RunQueues, now: float, lookahead_s: float)
             return released
         progressed = False
         for entry in due:
-            execution_id = entry["execution_id"]
-            try:
-                item = store.transition(
-                    table,
-                    execution_id,
-                    allowed_from=["scheduled"],
-                    to="queued",
-                    now=now,
-                    fields={"released_at": now},
-                    remove=["gsi2pk", "gsi2sk"],
-                )
-            except ConditionFailed:
-                continue  # cancelled or released by another run
-            progressed = True
-            queues.send(execution_id, delay_s=max(0.0, float(item.get("send_at") or now) - now))
-            released += 1
+            if release_one(table, queues, entry["execution_id"], now):
+                progressed = True
+                released += 1
         if not progressed:
             return released
+
+
+def release_one(table: Table, queues: RunQueues, execution_id: str, now: float) -> bool:
+    """Queue the run's send message first (delayed until send_at), then leave the schedule index:
+    a crash between the two leaves it `scheduled` and listed, so the next scheduler run queues it
+    again (a second message is harmless: the send is guarded by its status), and the message that
+    arrives first moves it to `queued` itself. False: no longer scheduled (cancelled, released)."""
+    item = store.get(table, execution_id)
+    if not item or item.get("status") != "scheduled":
+        return False
+    send_at = float(item.get("send_at") or now)
+    queues.send(execution_id, delay_s=max(0.0, send_at - now))
+    failpoint("optimove.release.after_enqueue")
+    try:
+        store.transition(
+            table,
+            execution_id,
+            allowed_from=["scheduled"],
+            to="queued",
+            now=now,
+            fields={"released_at": now},
+            due=max(now, send_at),
+        )
+    except ConditionFailed:
+        return False  # cancelled meanwhile, or its message came first and released it
+    return True
 
 
 def cancel(table: Table, item: dict[str, Any], now: float) -> dict[str, Any]:
@@ -48,7 +62,7 @@ def cancel(table: Table, item: dict[str, Any], now: float) -> dict[str, Any]:
     if item.get("status") not in CANCELLABLE:
         raise NotCancellable(f"execution is {item.get('status')}; it can no longer be cancelled")
     try:
-        return store.transition(
+        cancelled = store.transition(
             table,
             item["execution_id"],
             allowed_from=CANCELLABLE,
@@ -60,6 +74,8 @@ def cancel(table: Table, item: dict[str, Any], now: float) -> dict[str, Any]:
     except ConditionFailed as exc:
         current = store.get(table, item["execution_id"]) or {}
         raise NotCancellable(f"execution is {current.get('status')}; it can no longer be cancelled") from exc
+    failpoint("optimove.cancel.after_cancelled")
+    return cancelled
 
 
 def scheduled(item: dict[str, Any]) -> ScheduledItem | None:

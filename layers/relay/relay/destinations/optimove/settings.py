@@ -7,6 +7,9 @@ from pydantic import Field, SecretStr
 
 from relay.core.settings import BaseUrl, RelaySettings, loader, secret_value
 
+# DynamoDB reads and writes and SQS sends of one record, at worst (their own retries included).
+RECORD_OVERHEAD_S = 3.0
+
 
 class OptimoveSettings(RelaySettings):
     optimove_api_url: BaseUrl = "https://opti-x.optimove.net/smart-campaigns/v1"
@@ -56,6 +59,14 @@ class OptimoveSettings(RelaySettings):
     poll_queue_url: str = ""
     poll_dlq_url: str = ""
     results_queue_url: str = ""
+
+    def record_budget_ms(self) -> int:
+        """The longest one queue record (a send or a status read) can take: two slot waits, the
+        call's connect and read timeouts, and a few DynamoDB and SQS requests. A worker does not
+        start a record with less time left; the template sizes each function's Timeout to its
+        BatchSize times this (tests/unit check it)."""
+        seconds = 2 * self.optimove_max_inline_wait_s + self.optimove_connect_timeout_s
+        return int((seconds + self.optimove_read_timeout_s + RECORD_OVERHEAD_S) * 1000)
 
     def optimove_keys(self) -> tuple[str | None, str | None]:
         """(x-api-key, x-brand-key): plain settings locally, Secrets Manager in AWS."""

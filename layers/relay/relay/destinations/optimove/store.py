@@ -10,9 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from relay.core.clock import iso
 from relay.core.store import codec, keys
-from relay.core.store.table import Table, TransactionCancelled
+from relay.core.store.table import ConditionFailed, Table, TransactionCancelled
 from relay.destinations.optimove import NAME
+from relay.destinations.optimove.models import TERMINAL
+
+# The gsi2 entry of a run under way and when its next step is due (see ``due_keys``).
+DUE_ATTRIBUTES = ("gsi2pk", "gsi2sk", "due_at")
 
 
 class Duplicate(Exception):
@@ -74,6 +79,13 @@ def get(table: Table, execution_id: str) -> dict[str, Any] | None:
     return table.get(keys.execution(execution_id))
 
 
+def due_keys(execution_id: str, at: float) -> dict[str, Any]:
+    """A run under way is on gsi2 (``DUE#optimove``) by when its next step is due: its message's
+    delivery (queued), its call's end (sending), its next status read (accepted, processing). The
+    reconciler takes what is overdue by RELAY_RECONCILE_AFTER_S: nothing in flight moved it."""
+    return {"gsi2pk": keys.due_partition(NAME), "gsi2sk": keys.due_sort(iso(at), execution_id), "due_at": at}
+
+
 def transition(
     table: Table,
     execution_id: str,
@@ -85,14 +97,24 @@ def transition(
     remove: Iterable[str] = (),
     add: dict[str, int] | None = None,
     note: str | None = None,
+    due: float | None = None,
+    poll_seq: int | None = None,
 ) -> dict[str, Any]:
-    """Move the execution to ``to`` iff its status is one of ``allowed_from``; returns the item
-    as written. Raises ConditionFailed when it is elsewhere (another worker got there first)."""
+    """Move the execution to ``to`` iff its status is one of ``allowed_from`` (and, with
+    ``poll_seq``, iff that poll is the chain's current one); returns the item as written. Raises
+    ConditionFailed when it is elsewhere (another worker got there first).
+
+    ``due``: when the run's next step is due (its gsi2 entry, see :func:`due_keys`); a terminal
+    status leaves gsi2."""
     allowed = list(allowed_from)
     entry: dict[str, Any] = {"status": to, "at": now}
     if note:
         entry["note"] = note[:500]
     set_fields = {"status": to, "updated_at": now, **(fields or {})}
+    if due is not None:
+        set_fields |= due_keys(execution_id, due)
+    if to in TERMINAL:
+        remove = [*remove, *(name for name in DUE_ATTRIBUTES if name not in remove)]
     names = {f"#f{i}": name for i, name in enumerate(set_fields)}
     vals: dict[str, Any] = {f"v{i}": v for i, v in enumerate(set_fields.values())}
     vals |= {f"a{i}": s for i, s in enumerate(allowed)}
@@ -108,22 +130,100 @@ def transition(
         names |= {f"#r{i}": name for i, name in enumerate(removed)}
         expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
     names["#st"] = "status"
+    condition = "#st IN (" + ", ".join(f":a{i}" for i in range(len(allowed))) + ")"
+    if poll_seq is not None:
+        condition += " AND (poll_seq = :seq OR attribute_not_exists(poll_seq))"
+        vals["seq"] = poll_seq
     return table.update(
         keys.execution(execution_id),
         expression,
         values=codec.values(**vals),
         names=names,
-        condition="#st IN (" + ", ".join(f":a{i}" for i in range(len(allowed))) + ")",
+        condition=condition,
         returns="ALL_NEW",
     )
 
 
-def note_poll(table: Table, execution_id: str, now: float, upstream_status: str, polls: int) -> None:
-    """A poll that saw no change of status: remember when, without a transition entry."""
+def advance_poll(
+    table: Table,
+    execution_id: str,
+    *,
+    attempt: int,
+    now: float,
+    upstream_status: str | None,
+    next_at: float,
+) -> bool:
+    """A status read that changed nothing: the chain moves on to poll ``attempt + 1`` at
+    ``next_at`` - iff poll ``attempt`` is its current one and the run is still followed. False when
+    another delivery of this poll got there first: then this one must not queue a next poll (a
+    redelivered or duplicated poll never starts a second chain against the brand's limit)."""
+    expression = (
+        "SET last_polled_at = :now, polls = :p, poll_seq = :next, gsi2pk = :dp, gsi2sk = :ds, due_at = :due"
+    )
+    status_value = {}
+    if upstream_status is not None:  # what Optimove said (a failed read says nothing)
+        expression += ", upstream_status = :u"
+        status_value = {"u": upstream_status}
+    try:
+        table.update(
+            keys.execution(execution_id),
+            expression,
+            values=codec.values(
+                **status_value,
+                now=now,
+                p=attempt,
+                next=attempt + 1,
+                seq=attempt,
+                a0="accepted",
+                a1="processing",
+                dp=keys.due_partition(NAME),
+                ds=keys.due_sort(iso(next_at), execution_id),
+                due=next_at,
+            ),
+            names={"#st": "status"},
+            condition="#st IN (:a0, :a1) AND (poll_seq = :seq OR attribute_not_exists(poll_seq))",
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
+def touch_due(table: Table, execution_id: str, status: str, at: float, *, repair: bool = False) -> bool:
+    """Move a run's next step to ``at`` iff it is still ``status`` (a run that waits for a slot
+    longer than the reconciler's patience; ``repair``: the reconciler queued its step again, counted
+    on the run as ``repairs``)."""
+    expression = "SET gsi2pk = :dp, gsi2sk = :ds, due_at = :due"
+    counted = {}
+    if repair:
+        expression += " ADD repairs :one"
+        counted = {"one": 1}
+    try:
+        table.update(
+            keys.execution(execution_id),
+            expression,
+            values=codec.values(
+                **counted,
+                st=status,
+                dp=keys.due_partition(NAME),
+                ds=keys.due_sort(iso(at), execution_id),
+                due=at,
+            ),
+            names={"#st": "status"},
+            condition="#st = :st",
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
+def leave_due(table: Table, execution_id: str) -> None:
+    """A finished run still on gsi2 (written before a terminal transition cleared it): off it."""
     table.update(
         keys.execution(execution_id),
-        "SET last_polled_at = :now, upstream_status = :u, polls = :p",
-        values=codec.values(now=now, u=upstream_status, p=polls),
+        "REMOVE " + ", ".join(DUE_ATTRIBUTES),
+        values=codec.values(**{f"t{i}": s for i, s in enumerate(sorted(TERMINAL))}),
+        names={"#st": "status"},
+        condition="#st IN (" + ", ".join(f":t{i}" for i in range(len(TERMINAL))) + ")",
     )
 
 
@@ -154,6 +254,17 @@ def due(table: Table, until_iso: str, *, limit: int = 500) -> list[dict[str, Any
         IndexName=keys.WAITING_INDEX,
         KeyConditionExpression="gsi2pk = :p AND gsi2sk <= :u",
         ExpressionAttributeValues=codec.values(p=keys.scheduled_partition(NAME), u=until_iso + "~"),
+        Limit=limit,
+    )
+    return items
+
+
+def overdue(table: Table, before: float, *, limit: int = 500) -> list[dict[str, Any]]:
+    """Runs under way whose next step was due before ``before`` (oldest first), as gsi2 shows them."""
+    items, _ = table.query(
+        IndexName=keys.WAITING_INDEX,
+        KeyConditionExpression="gsi2pk = :p AND gsi2sk < :b",
+        ExpressionAttributeValues=codec.values(p=keys.due_partition(NAME), b=iso(before)),
         Limit=limit,
     )
     return items

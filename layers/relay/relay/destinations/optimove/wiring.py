@@ -69,3 +69,18 @@ def deps(emit: Callable[[str, float], None] | None = None):  # -> OptimoveDeps (
     if emit is not None:
         built.emit = emit
     return built
+
+
+def reconcile_deps(emit: Callable[[str, float], None]):  # -> OptimoveDeps without a client
+    """The reconciler's: it queues messages and settles states, and never calls Optimove (so it
+    reads no Optimove secret)."""
+    from relay.destinations.optimove.send import OptimoveDeps
+
+    return OptimoveDeps(
+        table=wiring.table(),
+        queues=run_queues(),
+        client=None,  # type: ignore[arg-type]
+        settings=get_settings(),
+        sqs=aws.client("sqs"),
+        emit=emit,
+    )
