@@ -47,7 +47,7 @@ def ov(relay: LocalStack) -> Iterator[Any]:
 def quick(relay: LocalStack, sqs: Any, ov: Any) -> Iterator[None]:
     """Redelivery in 2 s rather than minutes, and a reconciler that repairs what is 1 s stale."""
     for queue in ("OptimoveQueue", "PollQueue"):
-        sqs.set_queue_attributes(QueueUrl=relay.resources.url(queue), Attributes={"VisibilityTimeout": "2"})
+        relay.set_queue_attributes(queue, VisibilityTimeout="2")
     with relay_env(RELAY_RECONCILE_AFTER_S="1"):
         yield
 
@@ -200,7 +200,7 @@ def test_send_crash_completes_or_ends_unknown_never_sent_twice(
     api: Api, ov: Any, relay: LocalStack, sqs: Any, point: str, recovery: str, status: str, answers: list[int]
 ) -> None:
     for queue in ("OptimoveQueue", "PollQueue"):
-        sqs.set_queue_attributes(QueueUrl=relay.resources.url(queue), Attributes={"VisibilityTimeout": "2"})
+        relay.set_queue_attributes(queue, VisibilityTimeout="2")
     generator = gen()
     with crash_at(point):
         answer = trigger(api, generator).json()
@@ -282,7 +282,7 @@ def test_poll_crash_the_run_is_still_followed_to_its_end(
     processing_s: float,
     reconciler: bool,
 ) -> None:
-    sqs.set_queue_attributes(QueueUrl=relay.resources.url("PollQueue"), Attributes={"VisibilityTimeout": "2"})
+    relay.set_queue_attributes("PollQueue", VisibilityTimeout="2")
     ov.processing_s = processing_s
     generator = gen()
     with crash_at(point):

@@ -74,12 +74,13 @@ def _failpoints_in_code() -> list[str]:
     return [name for source in sources for name in FAILPOINT.findall(source.read_text())]
 
 
-def test_every_failpoint_is_named_once_and_crashed_at_by_a_test() -> None:
+def test_every_failpoint_is_crashed_at_by_a_test_and_documented() -> None:
     """A failpoint is a crash point with a test that crashes there and shows the work recovers
-    (the README's table): a failpoint no test names is a crash point nobody checked."""
-    names = _failpoints_in_code()
-    assert len(names) >= 10
-    assert len(names) == len(set(names)), "a failpoint name is used twice"
+    (the README's table): a failpoint no test names is a crash point nobody checked. One name
+    may mark the same step on several paths (a run re-queued after a 429, a 5xx or an expired
+    slot leaves the same state), so names repeat only where the state left is the same."""
+    names = sorted(set(_failpoints_in_code()))
+    assert len(names) >= 30
     tests = "\n".join(p.read_text() for p in (REPO / "tests" / "integration").rglob("*.py"))
     untested = [name for name in names if f'"{name}"' not in tests]
     assert not untested, f"failpoints no integration test crashes at: {untested}"
