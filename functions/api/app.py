@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from relay.core import tracing
-from relay.core.http import ApiError, authenticate, check_body_size, validation_error
+from relay.core.http import ApiError, authenticate, check_body_size, check_json_body, validation_error
 from relay.core.settings import get_settings
 from relay.executions import service as execution_flows
 from relay.executions.requests import IdempotencyConflict, IdempotencyInProgress
@@ -105,6 +105,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         check_body_size(event, settings.relay_max_body_bytes)
         caller = None if route in PUBLIC_ROUTES else authenticate(event.get("headers"), settings.api_keys())
+        event = check_json_body(event)
     except ApiError as error:
         return error.as_lambda_response()
     app.append_context(caller=caller)

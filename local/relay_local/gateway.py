@@ -352,6 +352,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, PROPFIND, ...) is routed like the rest: API Gateway answers
+        # 404 for a method no route declares, where http.server would answer 501.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
     def version_string(self) -> str:
         return "relay-local"
 

@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from relay.core import wiring as core
 from relay.core.http import ApiError
 from relay.core.models import ErrorDetail
+from relay.core.timeutil import within_range
 from relay.destinations.optimove import wiring
 from relay.destinations.optimove.accept import accept_optimove
 from relay.destinations.optimove.models import (
@@ -162,4 +163,4 @@ def _parse_time(value: str) -> float:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         raise ValueError(f"{value!r} needs an offset (e.g. Z)")
-    return parsed.timestamp()
+    return within_range(parsed).timestamp()

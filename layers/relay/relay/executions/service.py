@@ -7,6 +7,7 @@ from typing import Any
 
 from relay.core.clock import iso
 from relay.core.paging import decode_token, encode_token
+from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.executions import registry, store
 from relay.executions.models import ExecutionPage, ExecutionView, ScheduledItem
@@ -40,7 +41,9 @@ def list_executions(
     since_iso: str | None = None,
     until_iso: str | None = None,
 ) -> ExecutionPage:
-    start = decode_token(next_token)
+    start = decode_token(
+        next_token, partition={"gsi1pk": keys.EXECUTIONS_PARTITION}, sort_keys=["gsi1sk", "pk", "sk"]
+    )
     found: list[ExecutionView] = []
     # Status is derived, so it is filtered here; keep reading pages until the page is full.
     while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -15,15 +16,21 @@ class ExecutionExists(Exception):
         self.existing = existing
 
 
+# DynamoDB refuses a transaction over 4 MB; item sizes are estimated from their JSON, so stay
+# well below it.
+MAX_TRANSACTION_BYTES = 3_000_000
+
+
 def create(table: Table, execution: dict[str, Any], chunks: Sequence[dict[str, Any]]) -> None:
     """Write the execution (iff new) and its chunks; a retry after a crash completes the chunks.
 
     The first transaction carries the execution with ``attribute_not_exists`` and as many chunks
-    as fit; if the execution exists, ExecutionExists is raised with what is stored.
+    as fit (by count and by bytes); if the execution exists, ExecutionExists is raised with what
+    is stored.
     """
-    head = list(chunks[: MAX_TRANSACTION_ITEMS - 1])
+    head = _fitting(chunks, MAX_TRANSACTION_ITEMS - 1, MAX_TRANSACTION_BYTES - _size(execution))
     operations = [{"Put": {"Item": codec.dump(execution), "ConditionExpression": "attribute_not_exists(pk)"}}]
-    operations += [_put_new(c) for c in head]
+    operations += [_put_new(c) for c in chunks[:head]]
     try:
         table.transact(operations)
     except TransactionCancelled as cancelled:
@@ -31,13 +38,17 @@ def create(table: Table, execution: dict[str, Any], chunks: Sequence[dict[str, A
             existing = table.get(keys.execution(execution["execution_id"]))
             raise ExecutionExists(existing or {}) from cancelled
         raise
-    put_chunks(table, chunks[len(head) :])
+    put_chunks(table, chunks[head:])
 
 
 def put_chunks(table: Table, chunks: Sequence[dict[str, Any]]) -> None:
     """Write chunks that may already exist (resume): existing ones are left as they are."""
-    for start in range(0, len(chunks), MAX_TRANSACTION_ITEMS):
-        part = chunks[start : start + MAX_TRANSACTION_ITEMS]
+    start = 0
+    while start < len(chunks):
+        part = chunks[
+            start : start + max(1, _fitting(chunks[start:], MAX_TRANSACTION_ITEMS, MAX_TRANSACTION_BYTES))
+        ]
+        start += len(part)
         try:
             table.transact([_put_new(c) for c in part])
         except TransactionCancelled:
@@ -46,6 +57,20 @@ def put_chunks(table: Table, chunks: Sequence[dict[str, Any]]) -> None:
                     table.put(item, condition="attribute_not_exists(pk)")
                 except ConditionFailed:
                     continue
+
+
+def _fitting(items: Sequence[dict[str, Any]], max_items: int, max_bytes: int) -> int:
+    """How many of ``items``, from the first, fit in one transaction's count and bytes."""
+    used = 0
+    for count, item in enumerate(items[:max_items]):
+        used += _size(item)
+        if used > max_bytes:
+            return count
+    return min(len(items), max_items)
+
+
+def _size(item: dict[str, Any]) -> int:
+    return len(json.dumps(item, default=str))
 
 
 def _put_new(item: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from relay.core.clock import Clock, iso
 from relay.core.failpoints import failpoint
+from relay.core.http import ApiError
 from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.destinations.optimized import NAME
@@ -46,6 +47,39 @@ def stored_schedule(schedule: Schedule | None) -> dict[str, Any] | None:
     }
 
 
+# A chunk is one DynamoDB item (at most 400 KB with its other attributes).
+MAX_CHUNK_BYTES = 300_000
+
+
+class ProfileTooLarge(ApiError):
+    def __init__(self, index: int, size: int) -> None:
+        super().__init__(
+            413,
+            "profile_too_large",
+            f"profiles[{index}] is {size:,} bytes as JSON; a profile may be at most {MAX_CHUNK_BYTES:,}",
+        )
+
+
+def split_into_chunks(profiles: list[dict[str, Any]], size: int, max_bytes: int) -> list[tuple[str, int]]:
+    """Profiles in input order as chunks of at most ``size`` profiles and ``max_bytes`` of JSON:
+    each chunk's profiles as one JSON array, and how many it holds."""
+    chunks: list[tuple[str, int]] = []
+    current: list[str] = []
+    used = 0
+    for profile in profiles:
+        text = json.dumps(profile, separators=(",", ":"))
+        if len(text) > max_bytes:
+            raise ProfileTooLarge(int(profile.get("index", 0)), len(text))
+        if current and (len(current) >= size or used + len(text) + 1 > max_bytes):
+            chunks.append(("[" + ",".join(current) + "]", len(current)))
+            current, used = [], 0
+        current.append(text)
+        used += len(text) + 1
+    if current:
+        chunks.append(("[" + ",".join(current) + "]", len(current)))
+    return chunks
+
+
 def estimate_done(pending_profiles: int, settings: OptimizedSettings, now: float) -> float:
     """When the group's queue (ours included) should be through, at the configured limit."""
     batches = max(1, math.ceil(pending_profiles / settings.optimized_batch_size))
@@ -78,8 +112,8 @@ def accept_optimized(
             "schedule": schedule,
             # One JSON string, not a DynamoDB map: the relay never queries inside profiles, and
             # a string costs a fraction of a nested map to serialise on every read and write.
-            "profiles_json": json.dumps(profiles[start : start + size], separators=(",", ":")),
-            "profile_count": len(profiles[start : start + size]),
+            "profiles_json": profiles_json,
+            "profile_count": count,
             "status": "pending",
             "attempts": 0,
             "created_at": now,
@@ -88,7 +122,7 @@ def accept_optimized(
             "gsi2sk": keys.pending_sort(created_iso, execution_id, seq),
             "expires_at": expires_at,
         }
-        for seq, start in enumerate(range(0, len(profiles), size))
+        for seq, (profiles_json, count) in enumerate(split_into_chunks(profiles, size, MAX_CHUNK_BYTES))
     ]
 
     pending_before = int(dispatch_store.read_group(table, group_id).get("pending_profiles", 0))
