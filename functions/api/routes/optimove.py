@@ -46,7 +46,7 @@ def post_optimove_trigger(
     trigger: Annotated[OptimoveTrigger, Body(embed=False)],
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
 ) -> Response[OptimoveTriggerAccepted]:
-    request = KeyedTrigger.from_request(router, idempotency_key)
+    request = KeyedTrigger.from_request(router, idempotency_key, "optimove-triggers")
     deps = wiring.accept_deps()
 
     def accept() -> OptimoveTriggerAccepted:
@@ -73,7 +73,6 @@ def post_optimove_trigger(
             ) from missing
 
     accepted = request.accept_once(
-        "optimove-triggers",
         settings=deps.settings,
         table=deps.table,
         output_model=OptimoveTriggerAccepted,
