@@ -155,7 +155,12 @@ def get_schedules(
         raise ApiError(422, "validation_failed", f"from/to: {exc}") from exc
     if end < start:
         raise ApiError(422, "validation_failed", "to is before from")
+    if end - start > MAX_SCHEDULE_WINDOW_S:
+        raise ApiError(422, "validation_failed", "from/to: list at most 366 days at a time")
     return SchedulePage(items=list_scheduled(core.table(), start, end, limit=limit))
+
+
+MAX_SCHEDULE_WINDOW_S = 366 * 86_400  # one index query per day listed
 
 
 def _parse_time(value: str) -> float:

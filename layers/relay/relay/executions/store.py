@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from relay.core.clock import iso
 from relay.core.store import codec, keys
 from relay.core.store.table import MAX_TRANSACTION_ITEMS, ConditionFailed, Table, TransactionCancelled
 
@@ -117,17 +119,22 @@ def list_page(
     return table.query(**kwargs)
 
 
-def with_run_time(table: Table, from_ts: float, to_ts: float, created_until_iso: str) -> Iterator[dict]:
-    """Executions of every destination that have a run time in [from, to]: Optimove ``send_at``,
-    Optimized.app ``schedule.start_at``. Work for time T was created before T, so only executions
-    created up to ``to`` are read (gsi1 is ordered by creation)."""
-    yield from table.query_all(
-        IndexName=keys.EXECUTIONS_INDEX,
-        KeyConditionExpression="gsi1pk = :p AND gsi1sk <= :b",
-        FilterExpression="(send_at BETWEEN :f AND :t) OR (#sch.start_at BETWEEN :f AND :t)",
-        ExpressionAttributeNames={"#sch": "schedule"},
-        ExpressionAttributeValues=codec.values(
-            p=keys.EXECUTIONS_PARTITION, b=created_until_iso + "~", f=from_ts, t=to_ts
-        ),
-        ScanIndexForward=False,
-    )
+def with_run_time(table: Table, from_ts: float, to_ts: float, *, limit: int) -> list[dict[str, Any]]:
+    """Executions of every destination with a run time in [from, to], soonest first, at most
+    ``limit``: read from the run-time index, one UTC day at a time, then the items themselves."""
+    found: list[dict[str, str]] = []
+    first, last = iso(from_ts), iso(to_ts)
+    day = datetime.fromtimestamp(from_ts, UTC).date()
+    while len(found) < limit and day.isoformat() <= last[:10]:
+        page, _ = table.query(
+            IndexName=keys.RUN_TIMES_INDEX,
+            KeyConditionExpression="gsi3pk = :p AND gsi3sk BETWEEN :a AND :b",
+            ExpressionAttributeValues=codec.values(
+                p=keys.run_day_partition(day.isoformat()), a=first, b=last + "~"
+            ),
+            Limit=limit - len(found),
+        )
+        found += page
+        day += timedelta(days=1)
+    items = {(i["pk"], i["sk"]): i for i in table.get_many([{"pk": k["pk"], "sk": k["sk"]} for k in found])}
+    return [items[(k["pk"], k["sk"])] for k in found if (k["pk"], k["sk"]) in items]

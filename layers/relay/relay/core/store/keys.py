@@ -11,6 +11,7 @@ import hashlib
 
 EXECUTIONS_INDEX = "gsi1"
 WAITING_INDEX = "gsi2"  # pending/sending chunks per group, scheduled triggers per destination
+RUN_TIMES_INDEX = "gsi3"  # executions with a run time, per UTC day of it
 EXECUTIONS_PARTITION = "EXECUTIONS"
 META = "META"
 RESULTS_UNMATCHED_PARTITION = "RESULTS#UNMATCHED"
@@ -64,6 +65,15 @@ AWAITING_WAKEUP_PARTITION = "GROUPS#AWAITING_WAKEUP"
 
 def awaiting_wakeup_sort(due_iso: str, group_id: str) -> str:
     return f"{due_iso}#{group_id}"
+
+
+def run_time(run_iso: str, execution_id: str) -> dict[str, str]:
+    """The run-time index keys of an execution that runs at ``run_iso`` (ISO 8601, UTC)."""
+    return {"gsi3pk": run_day_partition(run_iso[:10]), "gsi3sk": f"{run_iso}#{execution_id}"}
+
+
+def run_day_partition(day: str) -> str:
+    return f"RUNS#{day}"
 
 
 def scheduled_partition(destination: str) -> str:

@@ -166,6 +166,8 @@ def accept_optimized(
         "gsi2sk": keys.awaiting_wakeup_sort(created_iso, group_id),
         "expires_at": expires_at,
     }
+    if trigger.schedule and trigger.schedule.start_at:
+        execution |= keys.run_time(iso(trigger.schedule.start_at.timestamp()), execution_id)
     try:
         executions.create(table, execution, chunks)
     except executions.ExecutionExists as exists:

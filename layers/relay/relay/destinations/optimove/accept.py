@@ -92,6 +92,8 @@ def accept_optimove(
         "gsi1sk": keys.executions_sort(created_iso, execution_id),
         "expires_at": int(now + settings.execution_ttl_days * 86_400),
     }
+    if send_at:
+        execution |= keys.run_time(iso(send_at), execution_id)
     if scheduled:
         execution |= {
             "gsi2pk": keys.scheduled_partition(NAME),
