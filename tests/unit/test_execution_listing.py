@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from relay.core.paging import encode_token
+from relay.core.paging import encode_positions
 from relay.executions import registry, service
 from relay.executions.models import ExecutionView
 
@@ -39,17 +39,17 @@ class Pages:
         self.read = 0
 
     def list_page(self, table: Any, *, limit: int, start: Any, since_iso: Any, until_iso: Any) -> Any:
-        at = 0 if start is None else int(start["gsi1sk"]["S"]) + 1
+        position = (start or {}).get(SHARD)
+        at = 0 if position is None else int(position["gsi1sk"]["S"]) + 1
         page = self.items[at : at + limit]
         self.read += len(page)
         more = at + limit < len(self.items)
-        key = {
-            "gsi1pk": {"S": "EXECUTIONS"},
-            "gsi1sk": {"S": str(at + len(page) - 1)},
-            "pk": {"S": "p"},
-            "sk": {"S": "s"},
-        }
-        return page, (key if more else None)
+        last = str(at + len(page) - 1)
+        key = {"gsi1pk": {"S": SHARD}, "gsi1sk": {"S": last}, "pk": {"S": "p"}, "sk": {"S": "s"}}
+        return page, ({SHARD: key} if more else None)
+
+
+SHARD = "EXECUTIONS#0"
 
 
 @pytest.mark.parametrize("total", [1_000, 5_000])
@@ -77,4 +77,4 @@ def test_following_the_tokens_finds_every_match_once(monkeypatch: pytest.MonkeyP
         if not token:
             break
     assert seen == [f"e{i:05d}" for i in range(1_000) if i % 7 == 0]
-    assert encode_token  # the tokens above are the module's own
+    assert encode_positions  # the tokens above are the module's own

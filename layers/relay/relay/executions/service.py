@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.core.paging import decode_token, encode_token
+from relay.core.paging import decode_positions, encode_positions
 from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.executions import registry, store
@@ -44,8 +44,11 @@ def list_executions(
     since_iso: str | None = None,
     until_iso: str | None = None,
 ) -> ExecutionPage:
-    start = decode_token(
-        next_token, partition={"gsi1pk": keys.EXECUTIONS_PARTITION}, sort_keys=["gsi1sk", "pk", "sk"]
+    start = decode_positions(
+        next_token,
+        partitions=keys.executions_partitions(),
+        partition_key="gsi1pk",
+        sort_keys=["gsi1sk", "pk", "sk"],
     )
     found: list[ExecutionView] = []
     # Status is derived, so it is filtered here. A page reads at most MAX_SCANNED_PER_PAGE items
@@ -64,7 +67,7 @@ def list_executions(
                 found.append(view)
         if len(found) >= limit or not start or budget <= 0:
             break
-    return ExecutionPage(items=found, next_token=encode_token(start) if start else None)
+    return ExecutionPage(items=found, next_token=encode_positions(start) if start else None)
 
 
 def cancel(table: Table, execution_id: str, now: float) -> ExecutionView:

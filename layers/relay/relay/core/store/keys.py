@@ -8,10 +8,16 @@ scheduled Optimove triggers (by send time). LinksTable: upstream ids -> what cau
 from __future__ import annotations
 
 import hashlib
+import zlib
 
 EXECUTIONS_INDEX = "gsi1"
 WAITING_INDEX = "gsi2"  # pending/sending chunks per group, scheduled triggers per destination
 RUN_TIMES_INDEX = "gsi3"  # executions with a run time, per UTC day of it
+# Index partitions every trigger writes are spread over this many shards (merged when read): one
+# index partition takes about 1,000 writes a second, so an unsharded one would throttle - and,
+# through back-pressure, trigger acceptance - near 1,000 triggers a second.
+SHARDS = 8
+# Executions listed before the listing was sharded stay under this partition and are still read.
 EXECUTIONS_PARTITION = "EXECUTIONS"
 META = "META"
 RESULTS_UNMATCHED_PARTITION = "RESULTS#UNMATCHED"
@@ -20,6 +26,23 @@ CHUNK_PREFIX = "CHUNK#"
 
 
 # --- Executions and their chunks ------------------------------------------------------------------
+
+
+def shard_of(identifier: str) -> int:
+    return zlib.crc32(identifier.encode()) % SHARDS
+
+
+def executions_listing(execution_id: str, created_iso: str) -> dict[str, str]:
+    """gsi1 keys of an execution: newest first within its shard of the listing."""
+    return {
+        "gsi1pk": f"{EXECUTIONS_PARTITION}#{shard_of(execution_id)}",
+        "gsi1sk": executions_sort(created_iso, execution_id),
+    }
+
+
+def executions_partitions() -> list[str]:
+    """Every gsi1 partition of the listing, the one from before sharding included."""
+    return [EXECUTIONS_PARTITION, *(f"{EXECUTIONS_PARTITION}#{n}" for n in range(SHARDS))]
 
 
 def execution_partition(execution_id: str) -> str:
@@ -61,6 +84,14 @@ def pending_sort(created_iso: str, execution_id: str, seq: int) -> str:
 # Groups with work and a wake-up on its way, sorted by when it is due: one a crash left without
 # its wake-up shows up here overdue, and the reconciler wakes it.
 AWAITING_WAKEUP_PARTITION = "GROUPS#AWAITING_WAKEUP"
+
+
+def awaiting_wakeup_partition(group_id: str) -> str:
+    return f"{AWAITING_WAKEUP_PARTITION}#{shard_of(group_id)}"
+
+
+def awaiting_wakeup_partitions() -> list[str]:
+    return [f"{AWAITING_WAKEUP_PARTITION}#{n}" for n in range(SHARDS)]
 
 
 def awaiting_wakeup_sort(due_iso: str, group_id: str) -> str:
@@ -115,10 +146,15 @@ def generator_schema(generator_id: str) -> dict[str, str]:
     return {"pk": f"OPTIMOVE_SCHEMA#{generator_id}", "sk": "SCHEMA"}
 
 
-def due_partition(destination: str) -> str:
+def due_partition(destination: str, execution_id: str) -> str:
     """gsi2: a destination's runs under way (queued, sending, followed by polls), by when the next
-    step of each is due: one a crash left with nothing in flight shows up overdue (the reconciler)."""
-    return f"DUE#{destination}"
+    step of each is due: one a crash left with nothing in flight shows up overdue (the reconciler).
+    Each run moves its entry several times, so the entries are spread over shards."""
+    return f"DUE#{destination}#{shard_of(execution_id)}"
+
+
+def due_partitions(destination: str) -> list[str]:
+    return [f"DUE#{destination}#{n}" for n in range(SHARDS)]
 
 
 def due_sort(due_iso: str, execution_id: str) -> str:
