@@ -156,15 +156,16 @@ def with_run_time(table: Table, from_ts: float, to_ts: float, *, limit: int) -> 
     first, last = iso(from_ts), iso(to_ts)
     day = datetime.fromtimestamp(from_ts, UTC).date()
     while len(found) < limit and day.isoformat() <= last[:10]:
-        page, _ = table.query(
-            IndexName=keys.RUN_TIMES_INDEX,
-            KeyConditionExpression="gsi3pk = :p AND gsi3sk BETWEEN :a AND :b",
-            ExpressionAttributeValues=codec.values(
-                p=keys.run_day_partition(day.isoformat()), a=first, b=last + "~"
-            ),
-            Limit=limit - len(found),
-        )
-        found += page
+        of_day: list[dict[str, str]] = []
+        for partition in keys.run_day_partitions(day.isoformat()):
+            page, _ = table.query(
+                IndexName=keys.RUN_TIMES_INDEX,
+                KeyConditionExpression="gsi3pk = :p AND gsi3sk BETWEEN :a AND :b",
+                ExpressionAttributeValues=codec.values(p=partition, a=first, b=last + "~"),
+                Limit=limit - len(found),
+            )
+            of_day += page
+        found += sorted(of_day, key=lambda k: str(k["gsi3sk"]))[: limit - len(found)]
         day += timedelta(days=1)
     items = {(i["pk"], i["sk"]): i for i in table.get_many([{"pk": k["pk"], "sk": k["sk"]} for k in found])}
     return [items[(k["pk"], k["sk"])] for k in found if (k["pk"], k["sk"]) in items]

@@ -86,8 +86,9 @@ def pending_sort(created_iso: str, execution_id: str, seq: int) -> str:
 AWAITING_WAKEUP_PARTITION = "GROUPS#AWAITING_WAKEUP"
 
 
-def awaiting_wakeup_partition(group_id: str) -> str:
-    return f"{AWAITING_WAKEUP_PARTITION}#{shard_of(group_id)}"
+def awaiting_wakeup_partition(identifier: str) -> str:
+    """The shard of a group's entry (by group id) or an accepted execution's (by execution id)."""
+    return f"{AWAITING_WAKEUP_PARTITION}#{shard_of(identifier)}"
 
 
 def awaiting_wakeup_partitions() -> list[str]:
@@ -99,12 +100,16 @@ def awaiting_wakeup_sort(due_iso: str, group_id: str) -> str:
 
 
 def run_time(run_iso: str, execution_id: str) -> dict[str, str]:
-    """The run-time index keys of an execution that runs at ``run_iso`` (ISO 8601, UTC)."""
-    return {"gsi3pk": run_day_partition(run_iso[:10]), "gsi3sk": f"{run_iso}#{execution_id}"}
+    """The run-time index keys of an execution that runs at ``run_iso`` (ISO 8601, UTC): by day,
+    spread over shards (a campaign day may take many triggers a second)."""
+    return {
+        "gsi3pk": f"RUNS#{run_iso[:10]}#{shard_of(execution_id)}",
+        "gsi3sk": f"{run_iso}#{execution_id}",
+    }
 
 
-def run_day_partition(day: str) -> str:
-    return f"RUNS#{day}"
+def run_day_partitions(day: str) -> list[str]:
+    return [f"RUNS#{day}#{n}" for n in range(SHARDS)]
 
 
 def scheduled_partition(destination: str) -> str:

@@ -161,7 +161,7 @@ def accept_optimized(
         **keys.executions_listing(execution_id, created_iso),
         # Outbox: "this group needs a wake-up", written with the work itself and removed once the
         # group is armed and woken. A crash in between leaves it for the reconciler to find.
-        "gsi2pk": keys.awaiting_wakeup_partition(group_id),
+        "gsi2pk": keys.awaiting_wakeup_partition(execution_id),  # spread: one group may be busy
         "gsi2sk": keys.awaiting_wakeup_sort(created_iso, group_id),
         "expires_at": expires_at,
     }
