@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from relay.core.secrets import listed
 from relay.core.settings import RelaySettings, loader, secret_value
 
 
@@ -41,14 +42,19 @@ class ResultsSettings(RelaySettings):
 
     def webhook_secrets(self) -> list[str]:
         """Every secret accepted on inbound webhooks (several while one is being rotated)."""
-        raw = secret_value(self.webhook_secret, self.webhook_secret_name)
-        return [s.strip() for s in (raw or "").split(",") if s.strip()]
+        return listed(
+            secret_value(self.webhook_secret, self.webhook_secret_name, self.relay_secret_max_age_s)
+        )
 
     def results_url(self) -> str | None:
         return (self.results_webhook_url or "").strip() or None
 
     def results_secret(self) -> str | None:
-        return secret_value(self.results_webhook_secret, self.results_webhook_secret_name)
+        """Comma-separated: the results are signed with each (the new and the previous one while
+        a rotation is in progress)."""
+        return secret_value(
+            self.results_webhook_secret, self.results_webhook_secret_name, self.relay_secret_max_age_s
+        )
 
 
 get_settings = loader(ResultsSettings)
