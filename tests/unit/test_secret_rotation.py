@@ -158,9 +158,11 @@ def test_a_401_with_an_unchanged_token_is_not_retried() -> None:
 
     client = OptimizedClient("https://api.example", token, transport=httpx.MockTransport(upstream))
     outcome = client.create_batch("g-1", _batch(), now=0)
-    assert isinstance(outcome, Rejected) and outcome.status == 401
+    assert isinstance(outcome, Rejected)
+    assert outcome.status == 401
     assert len(calls) == 1  # read again (force_fetch), same token: trying again would change nothing
-    assert client.refreshes == 1 and manager.reads == 2
+    assert client.refreshes == 1
+    assert manager.reads == 2
 
 
 def test_optimove_runs_and_polls_retry_once_after_a_403_with_fresh_keys() -> None:
@@ -181,14 +183,16 @@ def test_optimove_runs_and_polls_retry_once_after_a_403_with_fresh_keys() -> Non
         "https://optimove.example", api_key, brand, transport=httpx.MockTransport(upstream)
     )
     outcome = client.status("opt-1")
-    assert seen == ["key-1", "key-2"] and client.refreshes == 1
+    assert seen == ["key-1", "key-2"]
+    assert client.refreshes == 1
     assert isinstance(outcome, Status), outcome
 
 
 def test_settings_give_clients_sources_read_at_request_time() -> None:
     settings = OptimizedSettings(optimized_api_token="plain-token")
     source = settings.optimized_token_source()
-    assert isinstance(source, SecretSource) and source.get() == "plain-token"
+    assert isinstance(source, SecretSource)
+    assert source.get() == "plain-token"
 
 
 # -- results: signed with each secret, verified with any --------------------------------------------
