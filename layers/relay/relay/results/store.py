@@ -410,7 +410,7 @@ def disable_forwarding(table: Table, url: str, now: float, reason: str) -> None:
     table.update(
         keys.forwarding_state(url),
         "SET disabled = :true, disabled_at = :now, reason = :reason",
-        values={":true": True, ":now": now, ":reason": reason},
+        values=codec.values(true=True, now=now, reason=reason),
     )
 
 
@@ -419,7 +419,7 @@ def endpoint_failing(table: Table, url: str, now: float) -> None:
     table.update(
         keys.forwarding_state(url),
         "SET failing_since = if_not_exists(failing_since, :now), last_failure_at = :now",
-        values={":now": now},
+        values=codec.values(now=now),
     )
 
 
@@ -433,7 +433,7 @@ def held(table: Table, url: str, now: float) -> None:
     table.update(
         keys.forwarding_state(url),
         "SET held_since = if_not_exists(held_since, :now), last_held_at = :now ADD held :one",
-        values={":now": now, ":one": 1},
+        values=codec.values(now=now, one=1),
     )
 
 
@@ -442,7 +442,7 @@ def enable_forwarding(table: Table, url: str, now: float, replay: dict[str, Any]
     return table.update(
         keys.forwarding_state(url),
         "SET enabled_at = :now, last_replay = :replay REMOVE disabled, failing_since, held, held_since",
-        values={":now": now, ":replay": replay},
+        values=codec.values(now=now, replay=replay),
         returns="ALL_OLD",
     )
 
