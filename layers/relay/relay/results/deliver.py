@@ -245,7 +245,7 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
         deps.queue.dead_letter(message, f"{outcome.message} after {attempt} attempts")
         deps.emit("ResultsDeadLettered", 1)
         logger.error("result forwarding gave up, dead-lettered", extra={**log, "error": outcome.message})
-        if schedule is not None and _failing_for_the_whole_schedule(deps, endpoint.url, schedule):
+        if schedule and _failing_for_the_whole_schedule(deps, endpoint.url, schedule):  # no retries: never
             _disable_failing(deps, endpoint.url, schedule, {**log, "error": outcome.message})
             return "dead-lettered: forwarding disabled"
         return "dead-lettered"
