@@ -395,3 +395,69 @@ def test_a_refused_signature_is_counted_as_a_metric(
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')
     ]
     assert any(m.get("WebhookSignatureRejected") in (1, 1.0, [1.0]) for m in emitted), emitted
+
+
+# -- a customer outage: the retry schedule, disabling, replay; a rotated results secret --------------
+
+
+def test_an_outage_longer_than_the_schedule_disables_forwarding_until_a_replay(
+    relay: LocalStack, api: Api, ddb: Any, receiver: Receiver, results_env: dict[str, str]
+) -> None:
+    # Compressed: retries after 1 s and 1 s (the whole schedule), three attempts in all.
+    receiver.default = (503, {})
+    with relay_env(RESULTS_RETRY_SCHEDULE_S="1,1", RESULTS_MAX_ATTEMPTS="3"):
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+        assert post(relay, {"id": "o1", "type": "sms.delivered"}).status_code == 202
+
+        def state() -> dict[str, Any]:
+            items = [i for i in scan_all(ddb) if i["pk"]["S"].startswith("FORWARDING#")]
+            return items[0] if items else {}
+
+        wait_for(lambda: state().get("disabled"), what="forwarding disabled after the schedule", timeout=30)
+        assert len(receiver.received) == 3
+        first_ids = {r.headers["webhook-id"] for r in receiver.received}
+        assert len(first_ids) == 1
+        assert "retry schedule" in state()["reason"]["S"]
+
+        # Disabled: results are still stored, not forwarded; the state counts them.
+        assert post(relay, {"id": "o2", "type": "sms.failed"}).status_code == 202
+        wait_for(lambda: state().get("held"), what="the held result counted")
+        assert len(receiver.received) == 3
+
+        # The customer is back; the operator replays the window: forwarding on, each result once.
+        receiver.default = (200, {})
+        unauthenticated = httpx.post(f"{relay.api_url}/v1/results/replay", json={"since": since}, timeout=30)
+        assert unauthenticated.status_code == 401
+        invalid = api.http.post("/v1/results/replay", json={"since": "yesterday"})
+        assert invalid.status_code == 422
+        answer = api.http.post("/v1/results/replay", json={"since": since})
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        assert (body["queued"], body["was_disabled"], body["held"], body["forwarding"]) == (
+            2,
+            True,
+            1,
+            "enabled",
+        )
+        wait_for(lambda: len(receiver.received) == 5, what="both results forwarded again")
+        replayed = {r.json["data"]["event_id"]: r.headers["webhook-id"] for r in receiver.received[3:]}
+        assert set(replayed) == {"o1", "o2"}
+        assert replayed["o1"] in first_ids  # its original webhook-id: the customer de-duplicates
+        assert not state().get("disabled")
+
+        # Forwarding is on again for new results.
+        assert post(relay, {"id": "o3", "type": "sms.delivered"}).status_code == 202
+        wait_for(lambda: len(receiver.received) == 6, what="a new result forwarded")
+
+
+def test_forwards_are_signed_with_both_secrets_while_the_results_secret_rotates(
+    relay: LocalStack, receiver: Receiver, results_env: dict[str, str]
+) -> None:
+    new_secret = "whsec_" + base64.b64encode(b"the-new-results-secret-000000000").decode()
+    with relay_env(RESULTS_WEBHOOK_SECRET=f"{new_secret},{RESULTS_SECRET}"):
+        assert post(relay, {"id": "s1", "type": "sms.delivered"}).status_code == 202
+        wait_for(lambda: receiver.received, what="a forwarded result")
+    [request] = receiver.received
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    for known in ([RESULTS_SECRET], [new_secret]):  # a receiver that knows either one accepts it
+        verify_standard(request.headers, request.body, known, tolerance_s=60, now=time.time())

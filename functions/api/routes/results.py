@@ -1,20 +1,25 @@
-"""GET /v1/executions/{id}/results and GET /v1/results?unmatched=true (webhook results)."""
+"""GET /v1/executions/{id}/results, GET /v1/results?unmatched=true (webhook results) and
+POST /v1/results/replay (forwarding on again, a window's results forwarded once more)."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from relay.core import wiring
 from relay.core.http import ApiError
 from relay.executions import service as execution_flows
 from relay.results import listing
-from relay.results.models import ResultPage, ResultType
+from relay.results.models import ReplayAccepted, ReplayRequest, ResultPage, ResultType
 
 from routes.errors import ERRORS
 
 router = Router()
+logger = Logger(child=True)
 
 
 @router.get(
@@ -60,3 +65,29 @@ def _page(execution_id: str | None, type_: str | None, limit: int, next_token: s
         )
     except ValueError as exc:
         raise ApiError(400, "invalid_token", str(exc)) from exc
+
+
+@router.post(
+    "/v1/results/replay",
+    summary="Turn results forwarding on again and forward the results received in a window once more",
+    responses={202: {"description": "Forwarding enabled; the window's results queued"}, **ERRORS},
+    tags=["results"],
+)
+def replay_results(request: Annotated[ReplayRequest, Body(embed=False)]) -> Response[ReplayAccepted]:
+    from relay.results import replay
+    from relay.results import wiring as results_wiring
+    from relay.results.settings import get_settings
+
+    url = get_settings().results_url()
+    if not url:
+        raise ApiError(
+            409, "forwarding_off", "RESULTS_WEBHOOK_URL is not set: there is nowhere to forward to"
+        )
+    if request.until is not None and request.until <= request.since:
+        raise ApiError(422, "validation_failed", "until: must be after since")
+    accepted = replay.replay(wiring.table(), results_wiring.queue(), url, request, clock=time.time)
+    logger.warning(
+        "results forwarding enabled and a window replayed",
+        extra={"queued": accepted.queued, "was_disabled": accepted.was_disabled, "since": accepted.since},
+    )
+    return Response(status_code=202, content_type="application/json", body=accepted)

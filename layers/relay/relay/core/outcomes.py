@@ -58,6 +58,22 @@ def send(request: Callable[[], httpx.Response]) -> httpx.Response | Unavailable 
         return Ambiguous(f"sent, no answer: {type(exc).__name__}: {exc}")
 
 
+# The upstream does not take our credentials: read the secret again (it may have just been
+# rotated) and try once more before the answer counts.
+UNAUTHORIZED = (401, 403)
+
+
+def with_fresh_credentials(
+    request: Callable[[], httpx.Response | Unavailable | Ambiguous], refresh: Callable[[], bool]
+) -> httpx.Response | Unavailable | Ambiguous:
+    """``request`` once more after a 401/403 when ``refresh`` re-read the secrets and they changed
+    (a request refused for its credentials did nothing upstream, so trying again is safe)."""
+    response = request()
+    if isinstance(response, httpx.Response) and response.status_code in UNAUTHORIZED and refresh():
+        return request()
+    return response
+
+
 def failure(
     response: httpx.Response, *, now: float, default_retry_s: float = 60.0
 ) -> RateLimited | Rejected | Unavailable:

@@ -1,14 +1,17 @@
 """The deliver worker: each queued result is recorded against its execution and counted once per
 event id (conditional on its ledger item), and forwarded, signed, to the customer's endpoint by
 the message that recorded it; SQS, the platform's retries and the reconciler may each deliver a
-copy, and every step is safe to repeat. Failed forwards re-queue the message with a back-off
-delay; the last one dead-letters it. A forward that would not fit the invocation's time left is
-re-queued rather than cut off by the Lambda timeout."""
+copy, and every step is safe to repeat. Failed forwards re-queue the message on the retry
+schedule (RESULTS_RETRY_SCHEDULE_S, chained SQS delays beyond 15 minutes); the last one
+dead-letters it, and disables forwarding when the endpoint has failed for the whole schedule.
+A forward that would not fit the invocation's time left is re-queued rather than cut off by the
+Lambda timeout."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from aws_lambda_powertools import Logger
 from relay.core.backoff import jittered
 from relay.core.clock import Clock, iso
 from relay.core.failpoints import failpoint
-from relay.core.queue import Queue
+from relay.core.queue import MAX_DELAY_S, Queue
 from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.executions.registry import PARKED
@@ -71,7 +74,9 @@ def handle_message(message: dict[str, Any], deps: DeliverDeps) -> str:
         if view is None:
             return "recorded by another message, which forwards it"
         failpoint("deliver.after_count")
-    elif kind == "forward":  # a retry
+    elif kind == "forward":  # a retry (or a replay)
+        if not_due(message, deps):
+            return "retry not due yet: waiting again"
         view, attempt = forwarded_view(message, deps), int(message.get("attempt", 1))
     else:  # a result made elsewhere, ready to forward (e.g. "optimove_status" from the Optimove path)
         view, attempt = {k: v for k, v in message.items() if k != "kind"}, 1
@@ -146,6 +151,19 @@ def result_view(event: dict[str, Any], received_at: str, link: dict[str, Any] | 
     return view
 
 
+def not_due(message: dict[str, Any], deps: DeliverDeps) -> bool:
+    """A retry due later than SQS can delay a message (15 minutes) travels in hops: re-sent with
+    the longest delay it still needs until its time has come."""
+    due_at = message.get("due_at")
+    if due_at is None:
+        return False
+    wait = float(due_at) - deps.clock()
+    if wait < 1.0:  # SQS delays are whole seconds: within one is on time
+        return False
+    deps.queue.send(message, delay_s=min(wait, MAX_DELAY_S))
+    return True
+
+
 def forward_message(view: dict[str, Any], attempt: int) -> dict[str, Any]:
     """A forward to try (again): the result itself, or where it is stored when it is too large to
     travel (a quarantined event of a few hundred KB would not fit an SQS message)."""
@@ -192,9 +210,12 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
 
     s, endpoint = deps.settings, deps.endpoint
     assert endpoint is not None
-    if store.forwarding_disabled(deps.table, endpoint.url):
+    state = store.forwarding_state(deps.table, endpoint.url)
+    if state.get("disabled"):
+        # Stored, not forwarded: POST /v1/results/replay turns forwarding on and forwards it.
+        store.held(deps.table, endpoint.url, deps.clock())
         deps.emit("ResultsNotForwarded", 1)
-        return "not forwarded: the endpoint answered 410 earlier"
+        return f"not forwarded: forwarding is disabled ({state.get('reason', 'disabled')})"
     msg_id = webhook_id(view)
     budget_s = s.results_connect_timeout_s + s.results_read_timeout_s + FORWARD_MARGIN_S
     if deps.remaining_ms is not None and deps.remaining_ms() < budget_s * 1000:
@@ -208,6 +229,8 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
     log = {"webhook_id": msg_id, "event_id": view["event_id"], "attempt": attempt}
     if isinstance(outcome, Delivered):
         failpoint("deliver.after_forward")
+        if state.get("failing_since") is not None:
+            store.endpoint_recovered(deps.table, endpoint.url)
         deps.emit("ResultsForwarded", 1)
         return "forwarded"
     if isinstance(outcome, Gone):
@@ -215,18 +238,29 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
         deps.emit("ResultsForwardingDisabled", 1)
         logger.critical(
             "RESULTS FORWARDING DISABLED: the results endpoint answered 410 Gone; no result will be "
-            "forwarded to it again (configure a new RESULTS_WEBHOOK_URL to resume)",
+            "forwarded to it again (configure a new RESULTS_WEBHOOK_URL, or POST /v1/results/replay "
+            "to resume)",
             extra=log,
         )
         return "endpoint gone: forwarding disabled"
+    schedule = s.retry_schedule()
+    if schedule is not None:
+        store.endpoint_failing(deps.table, endpoint.url, deps.clock())
     message = forward_message(view, attempt + 1)
     if attempt >= s.results_max_attempts:
         deps.queue.dead_letter(message, f"{outcome.message} after {attempt} attempts")
         deps.emit("ResultsDeadLettered", 1)
         logger.error("result forwarding gave up, dead-lettered", extra={**log, "error": outcome.message})
+        if schedule and _failing_for_the_whole_schedule(deps, endpoint.url, schedule):  # no retries: never
+            _disable_failing(deps, endpoint.url, schedule, {**log, "error": outcome.message})
+            return "dead-lettered: forwarding disabled"
         return "dead-lettered"
-    delay = backoff(attempt, s.results_retry_base_s, s.results_retry_max_s, outcome.retry_after_s)
-    deps.queue.send(message, delay_s=delay)
+    if schedule is None:
+        delay = backoff(attempt, s.results_retry_base_s, s.results_retry_max_s, outcome.retry_after_s)
+    else:
+        delay = scheduled_delay(attempt, schedule, outcome.retry_after_s, s.results_retry_after_max_s)
+        message["due_at"] = round(deps.clock() + delay, 3)
+    deps.queue.send(message, delay_s=min(delay, MAX_DELAY_S))
     failpoint("deliver.after_retry_queued")
     deps.emit("ResultsForwardRetried", 1)
     logger.warning(
@@ -236,8 +270,38 @@ def forward(view: dict[str, Any], attempt: int, deps: DeliverDeps) -> str:
     return f"retry in {delay:.0f}s"
 
 
+def _failing_for_the_whole_schedule(deps: DeliverDeps, url: str, schedule: list[float]) -> bool:
+    """No forward has succeeded for as long as the whole schedule: the endpoint is down, not just
+    refusing this one result (a result the endpoint alone refuses is only dead-lettered)."""
+    since = store.forwarding_state(deps.table, url, consistent=True).get("failing_since")
+    return since is not None and deps.clock() - float(since) >= sum(schedule)
+
+
+def _disable_failing(deps: DeliverDeps, url: str, schedule: list[float], log: dict[str, Any]) -> None:
+    reason = f"failing for longer than the retry schedule ({sum(schedule):.0f} s)"
+    store.disable_forwarding(deps.table, url, deps.clock(), reason)
+    deps.emit("ResultsForwardingDisabled", 1)
+    logger.critical(
+        "RESULTS FORWARDING DISABLED: the results endpoint has failed every forward for longer than "
+        "the retry schedule; results are stored but not forwarded until POST /v1/results/replay",
+        extra={**log, "reason": reason},
+    )
+
+
+def scheduled_delay(
+    attempt: int, schedule: list[float], retry_after_s: float | None, retry_after_max_s: float
+) -> float:
+    """The schedule's delay after this attempt, up to 10% later (jitter: retries of a burst do not
+    arrive together); never sooner than the endpoint's Retry-After (read as at most the cap)."""
+    delay = schedule[min(attempt, len(schedule)) - 1] * (1 + 0.1 * random.random())
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, retry_after_max_s))
+    return delay
+
+
 def backoff(attempt: int, base_s: float, max_s: float, retry_after_s: float | None) -> float:
-    """Exponential with jitter; never sooner than the endpoint's Retry-After."""
+    """Exponential with jitter; never sooner than the endpoint's Retry-After (the back-off used
+    when no retry schedule is configured)."""
     delay = jittered(attempt, base_s, max_s)
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, 900.0))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import httpx
 
+from relay.core.secrets import listed
 from relay.results.signatures import standard_headers
 
 
@@ -39,13 +41,15 @@ class ResultsEndpoint:
     def __init__(
         self,
         url: str,
-        secret: str,
+        secret: str | Callable[[], str | None],
         *,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url
+        # A value, or a function read at each request (a rotated secret is seen within its cache
+        # age). Comma-separated: each one signs (the new and the old one while rotating).
         self.secret = secret
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self.http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
@@ -55,7 +59,7 @@ class ResultsEndpoint:
         headers = {
             "content-type": "application/json",
             "user-agent": "campaign-relay",
-            **standard_headers(self.secret, webhook_id, timestamp, body),
+            **standard_headers(self.secrets(), webhook_id, timestamp, body),
         }
         try:
             answer = self.http.post(self.url, content=body, headers=headers)
@@ -69,6 +73,13 @@ class ResultsEndpoint:
         if answer.status_code in (429, 503):
             retry_after = parse_retry_after(answer.headers.get("retry-after"), time.time())
         return RetryLater(answer.status_code, f"HTTP {answer.status_code}", retry_after)
+
+    def secrets(self) -> list[str]:
+        raw = self.secret() if callable(self.secret) else self.secret
+        secrets = listed(raw)
+        if not secrets:
+            raise RuntimeError("RESULTS_WEBHOOK_SECRET is empty: results are signed")
+        return secrets
 
     def close(self) -> None:
         self.http.close()

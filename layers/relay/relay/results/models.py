@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from relay.core.models import Model
+from relay.core.timeutil import within_range
 from relay.executions.models import COUNTERS, ResultCounts
 
 __all__ = ["COUNTERS", "ResultCounts"]
@@ -79,3 +81,31 @@ class WebhookAccepted(Model):
     accepted: int = Field(description="New events, stored and queued")
     duplicates: int = Field(description="Events seen before: nothing changed")
     event_ids: list[str]
+
+
+class ReplayRequest(Model):
+    """POST /v1/results/replay: forward again the results received in a window."""
+
+    since: datetime = Field(description="ISO 8601; results received at or after this")
+    until: datetime | None = Field(None, description="ISO 8601; results received before this (default: now)")
+    type: ResultType | None = Field(None, description="Only results of this type")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return within_range(value.astimezone(UTC))
+
+
+class ReplayAccepted(Model):
+    queued: int = Field(description="Results queued to be forwarded again (each once, with its webhook-id)")
+    forwarding: Literal["enabled"] = "enabled"
+    was_disabled: bool = Field(description="Forwarding had been disabled (and is enabled again now)")
+    held: int = Field(0, description="Results stored but not forwarded while it was disabled")
+    since: str
+    until: str
+    truncated: bool = Field(False, description="More results than one request queues: replay from next_since")
+    next_since: str | None = None

@@ -50,12 +50,16 @@ def standard_signature(secret: str, msg_id: str, timestamp: int | str, body: byt
     return "v1," + base64.b64encode(digest).decode()
 
 
-def standard_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """Headers of an outbound Standard Webhooks request."""
+def standard_headers(secret: str | Sequence[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """Headers of an outbound Standard Webhooks request: one ``v1,<sig>`` per secret,
+    space-separated (while a secret is rotated the receiver may know either one)."""
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    if not secrets:
+        raise ValueError("no secret to sign with")
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": standard_signature(secret, msg_id, timestamp, body),
+        "webhook-signature": " ".join(standard_signature(s, msg_id, timestamp, body) for s in secrets),
     }
 
 

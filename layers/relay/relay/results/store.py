@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -383,22 +384,91 @@ def item_from(view: dict[str, Any], expires_at: int) -> dict[str, Any]:
     stored = {k: v for k, v in view.items() if k != "raw"}
     stored["raw_json"] = json.dumps(view.get("raw"), separators=(",", ":"), default=str)
     stored["expires_at"] = expires_at
-    return {**keys.result(view.get("execution_id"), view["received_at"], view["event_id"]), **stored}
+    index = keys.received_index(view["received_at"], str(view.get("type")), view["event_id"])
+    return {**keys.result(view.get("execution_id"), view["received_at"], view["event_id"]), **stored, **index}
 
 
 def view_from(item: dict[str, Any]) -> dict[str, Any]:
-    view = {k: v for k, v in item.items() if k not in ("pk", "sk", "raw_json", "expires_at")}
+    hidden = ("pk", "sk", "raw_json", "expires_at", "gsi2pk", "gsi2sk")
+    view = {k: v for k, v in item.items() if k not in hidden}
     view["raw"] = json.loads(item.get("raw_json") or "null")
     return view
 
 
-# --- Forwarding switched off by a 410 from the customer's endpoint ------------------------------
+# --- Forwarding state of the customer's endpoint: failing since, disabled, held, replayed ---------
+
+
+def forwarding_state(table: Table, url: str, *, consistent: bool = False) -> dict[str, Any]:
+    return table.get(keys.forwarding_state(url), consistent=consistent) or {}
 
 
 def forwarding_disabled(table: Table, url: str) -> bool:
-    item = table.get(keys.forwarding_state(url), consistent=False)
-    return bool(item and item.get("disabled"))
+    return bool(forwarding_state(table, url).get("disabled"))
 
 
 def disable_forwarding(table: Table, url: str, now: float, reason: str) -> None:
-    table.put({**keys.forwarding_state(url), "disabled": True, "disabled_at": now, "reason": reason})
+    table.update(
+        keys.forwarding_state(url),
+        "SET disabled = :true, disabled_at = :now, reason = :reason",
+        values=codec.values(true=True, now=now, reason=reason),
+    )
+
+
+def endpoint_failing(table: Table, url: str, now: float) -> None:
+    """A forward failed: the endpoint has been failing since now, or since earlier."""
+    table.update(
+        keys.forwarding_state(url),
+        "SET failing_since = if_not_exists(failing_since, :now), last_failure_at = :now",
+        values=codec.values(now=now),
+    )
+
+
+def endpoint_recovered(table: Table, url: str) -> None:
+    """A forward succeeded after failures: the endpoint is no longer failing."""
+    table.update(keys.forwarding_state(url), "REMOVE failing_since")
+
+
+def held(table: Table, url: str, now: float) -> None:
+    """A result stored but not forwarded while forwarding is disabled (a replay forwards it)."""
+    table.update(
+        keys.forwarding_state(url),
+        "SET held_since = if_not_exists(held_since, :now), last_held_at = :now ADD held :one",
+        values=codec.values(now=now, one=1),
+    )
+
+
+def enable_forwarding(table: Table, url: str, now: float, replay: dict[str, Any]) -> dict[str, Any]:
+    """Forwarding on again (a replay): the state before it is returned."""
+    return table.update(
+        keys.forwarding_state(url),
+        "SET enabled_at = :now, last_replay = :replay REMOVE disabled, failing_since, held, held_since",
+        values=codec.values(now=now, replay=replay),
+        returns="ALL_OLD",
+    )
+
+
+def received_between(
+    table: Table, since_iso: str, until_iso: str, *, type_: str | None = None, limit: int
+) -> Iterator[tuple[dict[str, str], str, str]]:
+    """(result key, type, event_id) of results received in [since, until), day by day (each
+    day's shards in turn, so the order is by day, not exact), at most ``limit``."""
+    found = 0
+    day = datetime.fromisoformat(since_iso.replace("Z", "+00:00")).date()
+    last = datetime.fromisoformat(until_iso.replace("Z", "+00:00")).date()
+    while day <= last:
+        for shard in range(keys.RECEIVED_SHARDS):
+            for item in table.query_all(
+                IndexName=keys.WAITING_INDEX,
+                KeyConditionExpression="gsi2pk = :pk AND gsi2sk BETWEEN :since AND :until",
+                ExpressionAttributeValues=codec.values(
+                    pk=keys.received_partition(day.isoformat(), shard), since=since_iso, until=until_iso
+                ),
+            ):
+                _, result_type, event_id = item["gsi2sk"].split("#", 2)
+                if item["gsi2sk"] >= until_iso or (type_ and result_type != type_):
+                    continue
+                yield {"pk": item["pk"], "sk": item["sk"]}, result_type, event_id
+                found += 1
+                if found >= limit:
+                    return
+        day += timedelta(days=1)

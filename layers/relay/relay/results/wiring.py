@@ -15,8 +15,9 @@ def queue() -> Queue:
     return wiring.queue(s.results_queue_url, s.results_dlq_url)
 
 
-@wiring.once
 def verifier():
+    """Built at each use (cheap): the secrets are read through their cache, so a rotated
+    WEBHOOK_SECRET reaches a warm function within RELAY_SECRET_MAX_AGE_S."""
     from relay.results.signatures import Verifier
 
     s = get_settings()
@@ -38,11 +39,14 @@ def endpoint():
     url = s.results_url()
     if not url:
         return None
-    secret = s.results_secret()
-    if not secret:
+    if not s.results_secret():
         raise RuntimeError("RESULTS_WEBHOOK_URL is set but RESULTS_WEBHOOK_SECRET is not: results are signed")
+    # The secret is read at each request (through its cache), so a rotation reaches this client.
     return ResultsEndpoint(
-        url, secret, connect_timeout_s=s.results_connect_timeout_s, read_timeout_s=s.results_read_timeout_s
+        url,
+        s.results_secret,
+        connect_timeout_s=s.results_connect_timeout_s,
+        read_timeout_s=s.results_read_timeout_s,
     )
 
 

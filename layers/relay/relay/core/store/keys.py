@@ -195,6 +195,23 @@ def result(execution_id: str | None, received_iso: str, event_id: str) -> dict[s
     return {"pk": pk, "sk": f"{RESULT_PREFIX}{received_iso}#{event_id}"}
 
 
+# Every result, by the day it was received, spread over a few partitions (gsi2, sort key
+# "<received>#<type>#<event_id>"): POST /v1/results/replay finds a window's results there.
+RECEIVED_SHARDS = 8
+
+
+def received_partition(day: str, shard: int) -> str:
+    return f"RESULTS#RECEIVED#{day}#{shard}"
+
+
+def received_index(received_iso: str, type_: str, event_id: str) -> dict[str, str]:
+    shard = int(hashlib.sha256(event_id.encode()).hexdigest()[:8], 16) % RECEIVED_SHARDS
+    return {
+        "gsi2pk": received_partition(received_iso[:10], shard),
+        "gsi2sk": f"{received_iso}#{type_}#{event_id}",
+    }
+
+
 def forwarding_state(url: str) -> dict[str, str]:
     # Keyed by the URL: configuring a new endpoint turns forwarding back on.
     return {"pk": "FORWARDING#" + hashlib.sha256(url.encode()).hexdigest()[:16], "sk": "STATE"}

@@ -18,7 +18,9 @@ from relay.core.outcomes import (
     retry_at,
     send,
     upstream_message,
+    with_fresh_credentials,
 )
+from relay.core.secrets import SecretSource, source
 from relay.destinations.optimized.models import BatchCreated, BatchRequest
 
 
@@ -34,7 +36,7 @@ class OptimizedClient:
     def __init__(
         self,
         base_url: str,
-        token: str | None,
+        token: str | SecretSource | None,
         *,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 15.0,
@@ -42,9 +44,12 @@ class OptimizedClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.retry_after_default_s = retry_after_default_s
+        # Read at each request (a rotated token is seen within the secret's cache age).
+        self.token = source(token)
+        self.refreshes = 0
         self._http = http_client(
             base_url,
-            {"Authorization": f"Bearer {token}"} if token else {},
+            {},
             connect_timeout_s=connect_timeout_s,
             read_timeout_s=read_timeout_s,
             transport=transport,
@@ -53,8 +58,21 @@ class OptimizedClient:
     def close(self) -> None:
         self._http.close()
 
+    def _auth(self) -> dict[str, str]:
+        token = self.token.get()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _refresh(self) -> bool:
+        """After a 401/403: the token read again past its cache; True when it changed."""
+        before = self.token.get()
+        self.refreshes += 1
+        return self.token.refresh() != before
+
     def create_batch(self, group_id: str, request: BatchRequest, *, now: float | None = None) -> Outcome:
-        response = send(lambda: self._http.post(f"/v1/groups/{group_id}/batches", json=request.body()))
+        path, body = f"/v1/groups/{group_id}/batches", request.body()
+        response = with_fresh_credentials(
+            lambda: send(lambda: self._http.post(path, json=body, headers=self._auth())), self._refresh
+        )
         if not isinstance(response, httpx.Response):
             return response
         return interpret(

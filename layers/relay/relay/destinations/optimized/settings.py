@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from relay.core.settings import BaseUrl, RelaySettings, loader, secret_value
+from relay.core.settings import BaseUrl, RelaySettings, loader
 
 
 class OptimizedSettings(RelaySettings):
@@ -62,7 +62,10 @@ class OptimizedSettings(RelaySettings):
     dispatch_dlq_url: str = ""
 
     def optimized_token(self) -> str | None:
-        return secret_value(self.optimized_api_token, self.optimized_api_token_secret)
+        return self.optimized_token_source().get()
+
+    def optimized_token_source(self):  # -> SecretSource
+        return self.secret_source(self.optimized_api_token, self.optimized_api_token_secret)
 
 
 get_settings = loader(OptimizedSettings)

@@ -29,7 +29,7 @@ def client():
     s = get_settings()
     return OptimizedClient(
         s.optimized_api_url,
-        s.optimized_token(),
+        s.optimized_token_source(),
         connect_timeout_s=s.optimized_connect_timeout_s,
         read_timeout_s=s.optimized_read_timeout_s,
         retry_after_default_s=s.optimized_retry_after_default_s,

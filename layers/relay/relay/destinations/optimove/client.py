@@ -11,7 +11,17 @@ from dataclasses import dataclass
 import httpx
 from pydantic import ValidationError
 
-from relay.core.outcomes import Ambiguous, RateLimited, Rejected, Unavailable, failure, http_client, send
+from relay.core.outcomes import (
+    Ambiguous,
+    RateLimited,
+    Rejected,
+    Unavailable,
+    failure,
+    http_client,
+    send,
+    with_fresh_credentials,
+)
+from relay.core.secrets import SecretSource, source
 from relay.destinations.optimove.models import ExecutionStatusReport, RunAccepted, RunRequest
 
 
@@ -33,19 +43,21 @@ class OptimoveClient:
     def __init__(
         self,
         base_url: str,
-        api_key: str | None,
-        brand_key: str | None,
+        api_key: str | SecretSource | None,
+        brand_key: str | SecretSource | None,
         *,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 10.0,
         retry_after_default_s: float = 1.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        keys = {"x-api-key": api_key, "x-brand-key": brand_key}
+        # Read at each request (rotated keys are seen within the secrets' cache age).
+        self.keys = {"x-api-key": source(api_key), "x-brand-key": source(brand_key)}
         self.retry_after_default_s = retry_after_default_s
+        self.refreshes = 0
         self._http = http_client(
             base_url,
-            {name: value for name, value in keys.items() if value},
+            {},
             connect_timeout_s=connect_timeout_s,
             read_timeout_s=read_timeout_s,
             transport=transport,
@@ -56,10 +68,9 @@ class OptimoveClient:
         self._http.close()
 
     def run(self, event_generator_id: str, request: RunRequest) -> RunOutcome:
-        response = send(
-            lambda: self._http.post(
-                f"/event-generators/{event_generator_id}/run", json=request.model_dump(mode="json")
-            )
+        path, body = f"/event-generators/{event_generator_id}/run", request.model_dump(mode="json")
+        response = with_fresh_credentials(
+            lambda: send(lambda: self._http.post(path, json=body, headers=self._auth())), self._refresh
         )
         if not isinstance(response, httpx.Response):
             return response
@@ -72,17 +83,35 @@ class OptimoveClient:
         return self._failure(response)
 
     def status(self, optimove_execution_id: str) -> StatusOutcome:
-        try:
-            response = self._http.get(f"/executions/{optimove_execution_id}/status")
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            # A status read changes nothing upstream: every transport failure is just "try later".
-            return Unavailable(None, f"{type(exc).__name__}: {exc}")
+        path = f"/executions/{optimove_execution_id}/status"
+        response = with_fresh_credentials(lambda: self._get(path), self._refresh)
+        if not isinstance(response, httpx.Response):
+            return response
         if response.status_code == 200:
             try:
                 return Status(ExecutionStatusReport.model_validate_json(response.content))
             except ValidationError as exc:
                 return Unavailable(200, f"unreadable status body: {exc.errors()[:1]}")
         return self._failure(response)
+
+    def _get(self, path: str) -> httpx.Response | Unavailable:
+        try:
+            return self._http.get(path, headers=self._auth())
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            # A status read changes nothing upstream: every transport failure is just "try later".
+            return Unavailable(None, f"{type(exc).__name__}: {exc}")
+
+    def _auth(self) -> dict[str, str]:
+        values = {name: key.get() for name, key in self.keys.items()}
+        return {name: value for name, value in values.items() if value}
+
+    def _refresh(self) -> bool:
+        """After a 401/403: both keys read again past their cache; True when either changed."""
+        before = self._auth()
+        self.refreshes += 1
+        for key in self.keys.values():
+            key.refresh()
+        return self._auth() != before
 
     def _failure(self, response: httpx.Response) -> RateLimited | Rejected | Unavailable:
         return failure(response, now=time.time(), default_retry_s=self.retry_after_default_s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from relay.core.settings import BaseUrl, RelaySettings, loader, secret_value
+from relay.core.settings import BaseUrl, RelaySettings, loader
 
 # DynamoDB reads and writes and SQS sends of one record, at worst (their own retries included).
 RECORD_OVERHEAD_S = 3.0
@@ -70,9 +70,13 @@ class OptimoveSettings(RelaySettings):
 
     def optimove_keys(self) -> tuple[str | None, str | None]:
         """(x-api-key, x-brand-key): plain settings locally, Secrets Manager in AWS."""
+        api_key, brand_key = self.optimove_key_sources()
+        return api_key.get(), brand_key.get()
+
+    def optimove_key_sources(self):  # -> (SecretSource, SecretSource)
         return (
-            secret_value(self.optimove_api_key, self.optimove_api_key_secret),
-            secret_value(self.optimove_brand_key, self.optimove_brand_key_secret),
+            self.secret_source(self.optimove_api_key, self.optimove_api_key_secret),
+            self.secret_source(self.optimove_brand_key, self.optimove_brand_key_secret),
         )
 
 

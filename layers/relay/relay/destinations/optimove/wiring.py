@@ -23,7 +23,7 @@ def client():
     from relay.destinations.optimove.client import OptimoveClient
 
     s = get_settings()
-    api_key, brand_key = s.optimove_keys()
+    api_key, brand_key = s.optimove_key_sources()
     return OptimoveClient(
         s.optimove_api_url,
         api_key,
