@@ -32,6 +32,7 @@ import schemathesis
 from relay_local.stack import LocalStack
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
@@ -106,7 +107,7 @@ def _fuzz(operation: Any, mode: GenerationMode, budget: Budget, deadline: float)
         run()
     except hypothesis.errors.Unsatisfiable:
         return None  # nothing to get wrong: an operation without inputs has no negative cases
-    except Exception as exc:  # FailureGroup (a check failed) or anything the call raised
+    except (FailureGroup, Exception) as exc:  # a check failed (a BaseExceptionGroup), or the call raised
         return f"{operation.label} ({mode.value}): {exc}"
     return None
 
