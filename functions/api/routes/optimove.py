@@ -64,6 +64,13 @@ def post_optimove_trigger(
             raise ApiError(
                 422, "context_invalid", f"{first.field}: {first.message}{more}", rejected.details
             ) from rejected
+        except SchemaInvalid as invalid:
+            raise ApiError(
+                422,
+                "schema_invalid",
+                str(invalid),
+                [ErrorDetail(field="event_generator_id", message=str(invalid))],
+            ) from invalid
         except SchemaMissing as missing:
             raise ApiError(
                 422,
