@@ -1,6 +1,7 @@
 """`relay-dlq`: list and re-drive the relay's dead-letter queues (local stack or AWS).
 
-    relay-dlq list    [--queue QUEUE|all] [--max N]
+    relay-dlq list    [--queue QUEUE|all] [--max N]   one line per message: what it is, why it died
+    relay-dlq show    [--queue QUEUE|all] [--max N]   each message in full, with its SQS attributes
     relay-dlq redrive [--queue QUEUE|all] [--max N]
 
 QUEUE is a dead-letter queue's label: each destination names its own (dispatch for Optimized.app;
@@ -41,6 +42,31 @@ def describe(body: str) -> dict[str, Any]:
     return message if isinstance(message, dict) else {"kind": "unreadable", "body": body[:200]}
 
 
+def summary(queue: str, sqs_message: dict[str, Any]) -> dict[str, Any]:
+    """What an operator needs to decide: which queue, destination, execution, and why it died -
+    the relay's own reason when it parked the message, else SQS's redrive policy."""
+    message = describe(sqs_message["Body"])
+    attributes = sqs_message.get("Attributes", {})
+    receives = attributes.get("ApproximateReceiveCount")
+    reason = message.get("reason") or (
+        "its handler failed on every receive (SQS moved it here after the queue's maxReceiveCount)"
+    )
+    sent = attributes.get("SentTimestamp")
+    return {
+        "queue": queue,
+        "kind": message.get("kind"),
+        "destination": message.get("destination") or (queue if queue == RESULTS[0] else None),
+        "execution_id": message.get("execution_id"),
+        "why": reason,
+        "receive_count": int(receives) if receives else None,
+        "first_sent_at": _iso_ms(sent) if sent else None,
+    }
+
+
+def _iso_ms(epoch_ms: str) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch_ms) / 1000))
+
+
 def redrive(queue: str, message: dict[str, Any], now: float) -> str:
     """Act on one dead-letter message; returns what was done (for the operator's log). A result
     goes back to the results path; anything else to the destination it names."""
@@ -53,21 +79,25 @@ def redrive(queue: str, message: dict[str, Any], now: float) -> str:
     return registry.get(message.get("destination")).redrive(message, now)
 
 
-def _receive(sqs: Any, queue_url: str, limit: int) -> list[dict]:
-    messages: list[dict] = []
+def _receive(sqs: Any, queue_url: str, limit: int, *, peek: bool) -> list[dict]:
+    """Up to ``limit`` messages. ``peek``: each is visible again at once (list, show); else it
+    stays hidden for the queue's visibility timeout while it is re-driven."""
+    messages: dict[str, dict] = {}
     while len(messages) < limit:
+        options = {"VisibilityTimeout": 0} if peek else {}
         batch = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"], **options
         ).get("Messages", [])
-        if not batch:
-            break
-        messages += batch
-    return messages[:limit]
+        fresh = [m for m in batch if m["MessageId"] not in messages]
+        if not fresh:
+            break  # empty, or (peeking) the same messages again
+        messages.update((m["MessageId"], m) for m in fresh)
+    return list(messages.values())[:limit]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="relay-dlq", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("command", choices=["list", "redrive"])
+    parser.add_argument("command", choices=["list", "show", "redrive"])
     dlq_env = dead_letter_queues()
     parser.add_argument("--queue", choices=[*dlq_env, "all"], default="all")
     parser.add_argument("--max", type=int, default=100)
@@ -84,12 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     for name, url in urls.items():
         if not url:
             continue
-        messages = _receive(sqs, url, args.max)
+        messages = _receive(sqs, url, args.max, peek=args.command != "redrive")
         for m in messages:
             message = describe(m["Body"])
             if args.command == "list":
-                receives = m["Attributes"].get("ApproximateReceiveCount")
-                print(json.dumps({"queue": name, "receive_count": receives, **message}))
+                print(json.dumps(summary(name, m)))
+                continue
+            if args.command == "show":
+                print(
+                    json.dumps(
+                        {**summary(name, m), "message": message, "sqs": m.get("Attributes", {})}, indent=2
+                    )
+                )
                 continue
             try:
                 print(f"{name}: {redrive(name, message, time.time())}")
@@ -98,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: left in the DLQ: {exc}", file=sys.stderr)
                 continue
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        if args.command == "list":
-            print(f"{name}: {len(messages)} message(s); visible again after the queue's visibility timeout")
+        if args.command in ("list", "show"):
+            print(f"{name}: {len(messages)} message(s)")
     return 1 if failures else 0
 
 

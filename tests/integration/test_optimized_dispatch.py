@@ -455,7 +455,7 @@ def test_concurrent_dispatchers_of_one_group_stay_within_its_limit(
 
 
 def test_relay_dlq_redrives_a_dead_lettered_chunk_to_completion(
-    api: Api, relay: LocalStack, sqs: Any, group: str
+    api: Api, relay: LocalStack, sqs: Any, group: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from relay_ops import dlq
 
@@ -464,6 +464,14 @@ def test_relay_dlq_redrives_a_dead_lettered_chunk_to_completion(
     assert api.wait(answer["execution_id"], timeout=30)["status"] == "failed"
     dead_letters = relay.resources.url("DispatchDeadLetterQueue")
     assert [m["kind"] for m in dlq_messages(sqs, dead_letters)] == ["dead_chunk"]
+    # list says what it is and why it died, and leaves it there to be re-driven at once
+    capsys.readouterr()
+    assert dlq.main(["list", "--queue", "dispatch"]) == 0
+    [line, count] = capsys.readouterr().out.strip().splitlines()
+    listed = json.loads(line)
+    assert (listed["destination"], listed["execution_id"]) == ("optimized", answer["execution_id"])
+    assert "Server Error" in listed["why"]
+    assert count == "dispatch: 1 message(s)"
 
     assert dlq.main(["redrive", "--queue", "dispatch"]) == 0
     done = api.wait(answer["execution_id"], until=lambda e: e["status"] == "completed", timeout=30)

@@ -345,3 +345,14 @@ def test_schedules_list_every_destination(api: Api, ov: Any, group: str) -> None
         "items"
     ]
     assert [i["execution_id"] for i in narrow] == [optimove["execution_id"]]
+
+
+def test_one_idempotency_key_on_two_trigger_routes_is_two_requests(api: Api, group: str) -> None:
+    """Idempotency-Keys are scoped per route: the same key on the Optimized.app and the Optimove
+    trigger route names two requests (it answered 409 on the second before)."""
+    key, generator = str(uuid.uuid4()), gen()
+    optimized = api.trigger(group, 1, key=key).json()
+    optimove = trigger(api, generator, headers={"Idempotency-Key": key}).json()
+    assert optimized["execution_id"] != optimove["execution_id"]
+    again = trigger(api, generator, headers={"Idempotency-Key": key}).json()
+    assert again["execution_id"] == optimove["execution_id"]

@@ -41,7 +41,8 @@ def test_optimove_batches_fit_their_function_at_the_slowest_record(function_id: 
 
 def test_a_run_under_way_is_on_gsi2_by_its_due_time_and_leaves_it_when_finished() -> None:
     entry = store.due_keys("e-1", 1_800_000_000.0)
-    assert entry["gsi2pk"] == keys.due_partition("optimove") == "DUE#optimove"
+    assert entry["gsi2pk"] == keys.due_partition("optimove", "e-1") == f"DUE#optimove#{keys.shard_of('e-1')}"
+    assert entry["gsi2pk"] in keys.due_partitions("optimove")  # spread over shards, all read
     assert entry["gsi2sk"].startswith("2027-01-15T08:00:00.000Z#e-1")
     assert entry["due_at"] == 1_800_000_000.0
     # Sort keys order by due time: the reconciler reads a prefix of the partition.

@@ -19,6 +19,7 @@ class KeyedTrigger:
     """What a trigger route derives from its request before accepting it: who sent it, the hash
     of its body, the execution id (fixed by the Idempotency-Key when there is one)."""
 
+    kind: str  # the route's scope of Idempotency-Keys, e.g. "optimove-triggers"
     caller: str
     request_hash: str
     execution_id: str
@@ -26,19 +27,22 @@ class KeyedTrigger:
     lambda_context: Any
 
     @classmethod
-    def from_request(cls, router: Router, idempotency_key: str | None) -> KeyedTrigger:
+    def from_request(
+        cls, router: Router, idempotency_key: str | None, kind: str, *, unscoped_ids: bool = False
+    ) -> KeyedTrigger:
+        """``unscoped_ids``: the route's execution ids predate per-route scoping (keep them)."""
         caller = router.context["caller"]
         return cls(
+            kind=kind,
             caller=caller,
             request_hash=body_hash(router.current_event.json_body),
-            execution_id=execution_id_for(idempotency_key, caller),
+            execution_id=execution_id_for(idempotency_key, caller, "" if unscoped_ids else kind),
             idempotency_key=idempotency_key,
             lambda_context=router.lambda_context,
         )
 
     def accept_once(
         self,
-        kind: str,
         *,
         settings: RelaySettings,
         table: Table,
@@ -52,7 +56,7 @@ class KeyedTrigger:
         from relay.executions.idempotency import run_once  # lazy: Powertools Idempotency costs ~250 ms cold
 
         return run_once(
-            scope=f"{kind}#{self.caller}",
+            scope=f"{self.kind}#{self.caller}",
             key=self.idempotency_key,
             request_hash=self.request_hash,
             table_name=settings.relay_table_name,

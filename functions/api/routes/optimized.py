@@ -31,7 +31,7 @@ def post_optimized_trigger(
     trigger: Annotated[OptimizedTrigger, Body(embed=False)],
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
 ) -> Response[TriggerAccepted]:
-    request = KeyedTrigger.from_request(router, idempotency_key)
+    request = KeyedTrigger.from_request(router, idempotency_key, "optimized-triggers", unscoped_ids=True)
     deps = wiring.accept_deps()
 
     def accept() -> TriggerAccepted:
@@ -44,7 +44,6 @@ def post_optimized_trigger(
         )
 
     accepted = request.accept_once(
-        "optimized-triggers",
         settings=deps.settings,
         table=deps.table,
         output_model=TriggerAccepted,

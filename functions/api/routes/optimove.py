@@ -46,7 +46,7 @@ def post_optimove_trigger(
     trigger: Annotated[OptimoveTrigger, Body(embed=False)],
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
 ) -> Response[OptimoveTriggerAccepted]:
-    request = KeyedTrigger.from_request(router, idempotency_key)
+    request = KeyedTrigger.from_request(router, idempotency_key, "optimove-triggers")
     deps = wiring.accept_deps()
 
     def accept() -> OptimoveTriggerAccepted:
@@ -80,7 +80,6 @@ def post_optimove_trigger(
             ) from missing
 
     accepted = request.accept_once(
-        "optimove-triggers",
         settings=deps.settings,
         table=deps.table,
         output_model=OptimoveTriggerAccepted,
@@ -167,7 +166,12 @@ def get_schedules(
         raise ApiError(422, "validation_failed", f"from/to: {exc}") from exc
     if end < start:
         raise ApiError(422, "validation_failed", "to is before from")
+    if end - start > MAX_SCHEDULE_WINDOW_S:
+        raise ApiError(422, "validation_failed", "from/to: list at most 366 days at a time")
     return SchedulePage(items=list_scheduled(core.table(), start, end, limit=limit))
+
+
+MAX_SCHEDULE_WINDOW_S = 366 * 86_400  # one index query per day listed
 
 
 def _parse_time(value: str) -> float:

@@ -24,8 +24,13 @@ def body_hash(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def execution_id_for(idempotency_key: str | None, caller: str) -> str:
-    """Deterministic for a keyed request, so a retry after a crash lands on the same records."""
+def execution_id_for(idempotency_key: str | None, caller: str, scope: str = "") -> str:
+    """Deterministic for a keyed request, so a retry after a crash lands on the same records.
+
+    ``scope`` (the route) keeps one key on two routes two requests. The empty scope is the
+    derivation from before routes were scoped: the first trigger route keeps it, so a client's
+    retry across an upgrade still lands on the execution its first attempt wrote."""
     if idempotency_key:
-        return str(uuid.uuid5(_EXECUTION_NAMESPACE, f"{caller}\n{idempotency_key}"))
+        name = f"{scope}\n{caller}\n{idempotency_key}" if scope else f"{caller}\n{idempotency_key}"
+        return str(uuid.uuid5(_EXECUTION_NAMESPACE, name))
     return str(uuid.uuid4())

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.core.clock import iso
-from relay.core.paging import decode_token, encode_token
+from relay.core.paging import decode_positions, encode_positions
 from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.executions import registry, store
@@ -14,6 +13,10 @@ from relay.executions.models import ExecutionPage, ExecutionView, ScheduledItem
 from relay.executions.registry import NotCancellable
 
 __all__ = ["NotCancellable", "NotFound", "cancel", "get_execution", "list_executions", "list_scheduled"]
+
+
+# Executions read for one page of a status-filtered listing, at most.
+MAX_SCANNED_PER_PAGE = 200
 
 
 class NotFound(Exception):
@@ -41,22 +44,30 @@ def list_executions(
     since_iso: str | None = None,
     until_iso: str | None = None,
 ) -> ExecutionPage:
-    start = decode_token(
-        next_token, partition={"gsi1pk": keys.EXECUTIONS_PARTITION}, sort_keys=["gsi1sk", "pk", "sk"]
+    start = decode_positions(
+        next_token,
+        partitions=keys.executions_partitions(),
+        partition_key="gsi1pk",
+        sort_keys=["gsi1sk", "pk", "sk"],
     )
     found: list[ExecutionView] = []
-    # Status is derived, so it is filtered here; keep reading pages until the page is full.
+    # Status is derived, so it is filtered here. A page reads at most MAX_SCANNED_PER_PAGE items
+    # (or `limit`, if more), however many executions there are: a rare status gives short pages,
+    # with a next_token, rather than one request reading the whole table.
+    budget = max(limit, MAX_SCANNED_PER_PAGE)
     while True:
+        want = min(limit - len(found), budget)  # never read past what the page can hold
         items, start = store.list_page(
-            table, limit=limit, start=start, since_iso=since_iso, until_iso=until_iso
+            table, limit=want, start=start, since_iso=since_iso, until_iso=until_iso
         )
+        budget -= len(items)
         for item in items:
             view = registry.get(item["destination"]).view(table, item, details=False)
             if status is None or view.status == status:
                 found.append(view)
-        if len(found) >= limit or not start:
+        if len(found) >= limit or not start or budget <= 0:
             break
-    return ExecutionPage(items=found[:limit], next_token=encode_token(start) if start else None)
+    return ExecutionPage(items=found, next_token=encode_positions(start) if start else None)
 
 
 def cancel(table: Table, execution_id: str, now: float) -> ExecutionView:
@@ -65,12 +76,11 @@ def cancel(table: Table, execution_id: str, now: float) -> ExecutionView:
 
 
 def list_scheduled(table: Table, from_ts: float, to_ts: float, *, limit: int = 500) -> list[ScheduledItem]:
-    """Work with a run time in [from, to], of every destination, soonest first."""
+    """Work with a run time in [from, to], of every destination, soonest first (an index query
+    per day listed: the cost is the page's, not the table's)."""
     found: list[ScheduledItem] = []
-    for item in store.with_run_time(table, from_ts, to_ts, iso(to_ts)):
+    for item in store.with_run_time(table, from_ts, to_ts, limit=limit):
         entry = registry.get(item["destination"]).scheduled(item)
         if entry is not None:
             found.append(entry)
-        if len(found) >= limit:
-            break
     return sorted(found, key=lambda s: s.run_at)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from relay.core.clock import iso
 from relay.core.store import codec, keys
 from relay.core.store.table import MAX_TRANSACTION_ITEMS, ConditionFailed, Table, TransactionCancelled
 
@@ -91,43 +93,79 @@ def get(table: Table, execution_id: str) -> dict[str, Any] | None:
     return table.get(keys.execution(execution_id))
 
 
+Positions = dict[str, dict[str, Any] | None]  # listing partition -> where it stands (None: not started)
+
+
 def list_page(
-    table: Table, *, limit: int, start: dict[str, Any] | None, since_iso: str | None, until_iso: str | None
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    table: Table, *, limit: int, start: Positions | None, since_iso: str | None, until_iso: str | None
+) -> tuple[list[dict[str, Any]], Positions | None]:
+    """Up to ``limit`` executions, newest first, merged from every partition of the listing;
+    and where each partition stands after them (None: every partition read to its end).
+
+    ``start``: the positions a previous page returned (a partition missing from them is done).
+    Each partition gives at most ``limit`` items per page, so a page reads at most
+    ``limit`` x partitions items, however many executions there are."""
+    positions: Positions = start if start is not None else dict.fromkeys(keys.executions_partitions())
     condition = "gsi1pk = :p"
-    vals: dict[str, Any] = {"p": keys.EXECUTIONS_PARTITION}
+    bounds: dict[str, Any] = {}
     if since_iso and until_iso:
         condition += " AND gsi1sk BETWEEN :a AND :b"
-        vals |= {"a": since_iso, "b": until_iso + "~"}
+        bounds = {"a": since_iso, "b": until_iso + "~"}
     elif since_iso:
         condition += " AND gsi1sk >= :a"
-        vals["a"] = since_iso
+        bounds = {"a": since_iso}
     elif until_iso:
         condition += " AND gsi1sk <= :b"
-        vals["b"] = until_iso + "~"
-    kwargs: dict[str, Any] = {
-        "IndexName": keys.EXECUTIONS_INDEX,
-        "KeyConditionExpression": condition,
-        "ExpressionAttributeValues": codec.values(**vals),
-        "ScanIndexForward": False,
-        "Limit": limit,
-    }
-    if start:
-        kwargs["ExclusiveStartKey"] = start
-    return table.query(**kwargs)
+        bounds = {"b": until_iso + "~"}
+    read: dict[str, tuple[list[dict[str, Any]], bool]] = {}
+    for partition, position in positions.items():
+        kwargs: dict[str, Any] = {
+            "IndexName": keys.EXECUTIONS_INDEX,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": codec.values(p=partition, **bounds),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if position:
+            kwargs["ExclusiveStartKey"] = position
+        items, last = table.query(**kwargs)
+        read[partition] = (items, last is not None)
+    newest = sorted(
+        ((item, partition) for partition, (items, _) in read.items() for item in items),
+        key=lambda pair: str(pair[0]["gsi1sk"]),
+        reverse=True,
+    )[:limit]
+    taken: dict[str, dict[str, Any]] = {}
+    for item, partition in newest:
+        taken[partition] = item  # the last one taken from each partition
+    after: Positions = {}
+    for partition, (items, more) in read.items():
+        if partition in taken:
+            last_taken = taken[partition]
+            if more or last_taken is not items[-1]:
+                after[partition] = codec.dump({k: last_taken[k] for k in ("pk", "sk", "gsi1pk", "gsi1sk")})
+        elif items or more:
+            after[partition] = positions[partition]  # nothing of it on this page: it stays where it was
+    return [item for item, _ in newest], (after or None)
 
 
-def with_run_time(table: Table, from_ts: float, to_ts: float, created_until_iso: str) -> Iterator[dict]:
-    """Executions of every destination that have a run time in [from, to]: Optimove ``send_at``,
-    Optimized.app ``schedule.start_at``. Work for time T was created before T, so only executions
-    created up to ``to`` are read (gsi1 is ordered by creation)."""
-    yield from table.query_all(
-        IndexName=keys.EXECUTIONS_INDEX,
-        KeyConditionExpression="gsi1pk = :p AND gsi1sk <= :b",
-        FilterExpression="(send_at BETWEEN :f AND :t) OR (#sch.start_at BETWEEN :f AND :t)",
-        ExpressionAttributeNames={"#sch": "schedule"},
-        ExpressionAttributeValues=codec.values(
-            p=keys.EXECUTIONS_PARTITION, b=created_until_iso + "~", f=from_ts, t=to_ts
-        ),
-        ScanIndexForward=False,
-    )
+def with_run_time(table: Table, from_ts: float, to_ts: float, *, limit: int) -> list[dict[str, Any]]:
+    """Executions of every destination with a run time in [from, to], soonest first, at most
+    ``limit``: read from the run-time index, one UTC day at a time, then the items themselves."""
+    found: list[dict[str, str]] = []
+    first, last = iso(from_ts), iso(to_ts)
+    day = datetime.fromtimestamp(from_ts, UTC).date()
+    while len(found) < limit and day.isoformat() <= last[:10]:
+        of_day: list[dict[str, str]] = []
+        for partition in keys.run_day_partitions(day.isoformat()):
+            page, _ = table.query(
+                IndexName=keys.RUN_TIMES_INDEX,
+                KeyConditionExpression="gsi3pk = :p AND gsi3sk BETWEEN :a AND :b",
+                ExpressionAttributeValues=codec.values(p=partition, a=first, b=last + "~"),
+                Limit=limit - len(found),
+            )
+            of_day += page
+        found += sorted(of_day, key=lambda k: str(k["gsi3sk"]))[: limit - len(found)]
+        day += timedelta(days=1)
+    items = {(i["pk"], i["sk"]): i for i in table.get_many([{"pk": k["pk"], "sk": k["sk"]} for k in found])}
+    return [items[(k["pk"], k["sk"])] for k in found if (k["pk"], k["sk"]) in items]

@@ -8,9 +8,16 @@ scheduled Optimove triggers (by send time). LinksTable: upstream ids -> what cau
 from __future__ import annotations
 
 import hashlib
+import zlib
 
 EXECUTIONS_INDEX = "gsi1"
 WAITING_INDEX = "gsi2"  # pending/sending chunks per group, scheduled triggers per destination
+RUN_TIMES_INDEX = "gsi3"  # executions with a run time, per UTC day of it
+# Index partitions every trigger writes are spread over this many shards (merged when read): one
+# index partition takes about 1,000 writes a second, so an unsharded one would throttle - and,
+# through back-pressure, trigger acceptance - near 1,000 triggers a second.
+SHARDS = 8
+# Executions listed before the listing was sharded stay under this partition and are still read.
 EXECUTIONS_PARTITION = "EXECUTIONS"
 META = "META"
 RESULTS_UNMATCHED_PARTITION = "RESULTS#UNMATCHED"
@@ -19,6 +26,23 @@ CHUNK_PREFIX = "CHUNK#"
 
 
 # --- Executions and their chunks ------------------------------------------------------------------
+
+
+def shard_of(identifier: str) -> int:
+    return zlib.crc32(identifier.encode()) % SHARDS
+
+
+def executions_listing(execution_id: str, created_iso: str) -> dict[str, str]:
+    """gsi1 keys of an execution: newest first within its shard of the listing."""
+    return {
+        "gsi1pk": f"{EXECUTIONS_PARTITION}#{shard_of(execution_id)}",
+        "gsi1sk": executions_sort(created_iso, execution_id),
+    }
+
+
+def executions_partitions() -> list[str]:
+    """Every gsi1 partition of the listing, the one from before sharding included."""
+    return [EXECUTIONS_PARTITION, *(f"{EXECUTIONS_PARTITION}#{n}" for n in range(SHARDS))]
 
 
 def execution_partition(execution_id: str) -> str:
@@ -62,8 +86,30 @@ def pending_sort(created_iso: str, execution_id: str, seq: int) -> str:
 AWAITING_WAKEUP_PARTITION = "GROUPS#AWAITING_WAKEUP"
 
 
+def awaiting_wakeup_partition(identifier: str) -> str:
+    """The shard of a group's entry (by group id) or an accepted execution's (by execution id)."""
+    return f"{AWAITING_WAKEUP_PARTITION}#{shard_of(identifier)}"
+
+
+def awaiting_wakeup_partitions() -> list[str]:
+    return [f"{AWAITING_WAKEUP_PARTITION}#{n}" for n in range(SHARDS)]
+
+
 def awaiting_wakeup_sort(due_iso: str, group_id: str) -> str:
     return f"{due_iso}#{group_id}"
+
+
+def run_time(run_iso: str, execution_id: str) -> dict[str, str]:
+    """The run-time index keys of an execution that runs at ``run_iso`` (ISO 8601, UTC): by day,
+    spread over shards (a campaign day may take many triggers a second)."""
+    return {
+        "gsi3pk": f"RUNS#{run_iso[:10]}#{shard_of(execution_id)}",
+        "gsi3sk": f"{run_iso}#{execution_id}",
+    }
+
+
+def run_day_partitions(day: str) -> list[str]:
+    return [f"RUNS#{day}#{n}" for n in range(SHARDS)]
 
 
 def scheduled_partition(destination: str) -> str:
@@ -105,10 +151,15 @@ def generator_schema(generator_id: str) -> dict[str, str]:
     return {"pk": f"OPTIMOVE_SCHEMA#{generator_id}", "sk": "SCHEMA"}
 
 
-def due_partition(destination: str) -> str:
+def due_partition(destination: str, execution_id: str) -> str:
     """gsi2: a destination's runs under way (queued, sending, followed by polls), by when the next
-    step of each is due: one a crash left with nothing in flight shows up overdue (the reconciler)."""
-    return f"DUE#{destination}"
+    step of each is due: one a crash left with nothing in flight shows up overdue (the reconciler).
+    Each run moves its entry several times, so the entries are spread over shards."""
+    return f"DUE#{destination}#{shard_of(execution_id)}"
+
+
+def due_partitions(destination: str) -> list[str]:
+    return [f"DUE#{destination}#{n}" for n in range(SHARDS)]
 
 
 def due_sort(due_iso: str, execution_id: str) -> str:

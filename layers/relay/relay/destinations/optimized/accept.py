@@ -158,14 +158,15 @@ def accept_optimized(
         "accepted": accepted.model_dump(mode="json"),
         "estimated_dispatch_done_at": accepted.estimated_dispatch_done_at,
         "warnings": warnings,
-        "gsi1pk": keys.EXECUTIONS_PARTITION,
-        "gsi1sk": keys.executions_sort(created_iso, execution_id),
+        **keys.executions_listing(execution_id, created_iso),
         # Outbox: "this group needs a wake-up", written with the work itself and removed once the
         # group is armed and woken. A crash in between leaves it for the reconciler to find.
-        "gsi2pk": keys.AWAITING_WAKEUP_PARTITION,
+        "gsi2pk": keys.awaiting_wakeup_partition(execution_id),  # spread: one group may be busy
         "gsi2sk": keys.awaiting_wakeup_sort(created_iso, group_id),
         "expires_at": expires_at,
     }
+    if trigger.schedule and trigger.schedule.start_at:
+        execution |= keys.run_time(iso(trigger.schedule.start_at.timestamp()), execution_id)
     try:
         executions.create(table, execution, chunks)
     except executions.ExecutionExists as exists:

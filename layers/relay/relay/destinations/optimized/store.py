@@ -112,7 +112,7 @@ def arm(table: Table, group_id: str, added_profiles: int, now: float) -> tuple[b
             one=1,
             n=added_profiles,
             g=group_id,
-            awaiting=keys.AWAITING_WAKEUP_PARTITION,
+            awaiting=keys.awaiting_wakeup_partition(group_id),
             due=keys.awaiting_wakeup_sort(iso(now), group_id),
         ),
         returns="ALL_OLD",
@@ -130,7 +130,7 @@ def expect_wakeup(table: Table, group_id: str, due: float) -> None:
             t=True,
             g=group_id,
             due=due,
-            awaiting=keys.AWAITING_WAKEUP_PARTITION,
+            awaiting=keys.awaiting_wakeup_partition(group_id),
             sort=keys.awaiting_wakeup_sort(iso(due), group_id),
         ),
     )
@@ -143,16 +143,20 @@ def woken(table: Table, execution_id: str) -> None:
 
 def overdue_wakeups(table: Table, due_before: float, limit: int = 100) -> list[dict[str, Any]]:
     """What waits for a wake-up due before ``due_before``: groups whose expected wake-up never
-    disarmed them, and executions whose accept died before waking their group (outbox)."""
-    items, _ = table.query(
-        IndexName=keys.WAITING_INDEX,
-        KeyConditionExpression="gsi2pk = :p AND gsi2sk < :before",
-        ExpressionAttributeValues=codec.values(
-            p=keys.AWAITING_WAKEUP_PARTITION, before=keys.awaiting_wakeup_sort(iso(due_before), "")
-        ),
-        Limit=limit,
-    )
-    return items
+    disarmed them, and executions whose accept died before waking their group (outbox); every
+    shard read, oldest first."""
+    items: list[dict[str, Any]] = []
+    for partition in keys.awaiting_wakeup_partitions():
+        found, _ = table.query(
+            IndexName=keys.WAITING_INDEX,
+            KeyConditionExpression="gsi2pk = :p AND gsi2sk < :before",
+            ExpressionAttributeValues=codec.values(
+                p=partition, before=keys.awaiting_wakeup_sort(iso(due_before), "")
+            ),
+            Limit=limit,
+        )
+        items += found
+    return sorted(items, key=lambda item: str(item["gsi2sk"]))[:limit]
 
 
 def disarm(table: Table, group_id: str, work_version: int) -> bool:

@@ -88,10 +88,11 @@ def accept_optimove(
         "updated_at": now,
         "caller": caller,
         "body_hash": request_hash,
-        "gsi1pk": keys.EXECUTIONS_PARTITION,
-        "gsi1sk": keys.executions_sort(created_iso, execution_id),
+        **keys.executions_listing(execution_id, created_iso),
         "expires_at": int(now + settings.execution_ttl_days * 86_400),
     }
+    if send_at:
+        execution |= keys.run_time(iso(send_at), execution_id)
     if scheduled:
         execution |= {
             "gsi2pk": keys.scheduled_partition(NAME),

@@ -83,7 +83,11 @@ def due_keys(execution_id: str, at: float) -> dict[str, Any]:
     """A run under way is on gsi2 (``DUE#optimove``) by when its next step is due: its message's
     delivery (queued), its call's end (sending), its next status read (accepted, processing). The
     reconciler takes what is overdue by RELAY_RECONCILE_AFTER_S: nothing in flight moved it."""
-    return {"gsi2pk": keys.due_partition(NAME), "gsi2sk": keys.due_sort(iso(at), execution_id), "due_at": at}
+    return {
+        "gsi2pk": keys.due_partition(NAME, execution_id),
+        "gsi2sk": keys.due_sort(iso(at), execution_id),
+        "due_at": at,
+    }
 
 
 def transition(
@@ -176,7 +180,7 @@ def advance_poll(
                 seq=attempt,
                 a0="accepted",
                 a1="processing",
-                dp=keys.due_partition(NAME),
+                dp=keys.due_partition(NAME, execution_id),
                 ds=keys.due_sort(iso(next_at), execution_id),
                 due=next_at,
             ),
@@ -204,7 +208,7 @@ def touch_due(table: Table, execution_id: str, status: str, at: float, *, repair
             values=codec.values(
                 **counted,
                 st=status,
-                dp=keys.due_partition(NAME),
+                dp=keys.due_partition(NAME, execution_id),
                 ds=keys.due_sort(iso(at), execution_id),
                 due=at,
             ),
@@ -260,11 +264,15 @@ def due(table: Table, until_iso: str, *, limit: int = 500) -> list[dict[str, Any
 
 
 def overdue(table: Table, before: float, *, limit: int = 500) -> list[dict[str, Any]]:
-    """Runs under way whose next step was due before ``before`` (oldest first), as gsi2 shows them."""
-    items, _ = table.query(
-        IndexName=keys.WAITING_INDEX,
-        KeyConditionExpression="gsi2pk = :p AND gsi2sk < :b",
-        ExpressionAttributeValues=codec.values(p=keys.due_partition(NAME), b=iso(before)),
-        Limit=limit,
-    )
-    return items
+    """Runs under way whose next step was due before ``before`` (oldest first), as gsi2 shows them
+    (every shard read, then merged)."""
+    items: list[dict[str, Any]] = []
+    for partition in keys.due_partitions(NAME):
+        found, _ = table.query(
+            IndexName=keys.WAITING_INDEX,
+            KeyConditionExpression="gsi2pk = :p AND gsi2sk < :b",
+            ExpressionAttributeValues=codec.values(p=partition, b=iso(before)),
+            Limit=limit,
+        )
+        items += found
+    return sorted(items, key=lambda item: str(item["gsi2sk"]))[:limit]
