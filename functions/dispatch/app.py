@@ -28,7 +28,7 @@ def _emit(name: str, value: float) -> None:
 def handle_record(record: SQSRecord, lambda_context: Any) -> str:
     message = json.loads(record.body)
     destination = registry.get(message.get("destination"))
-    outcome = destination.handle(
+    outcome = destination.process(
         message, remaining_ms=lambda_context.get_remaining_time_in_millis, emit=_emit
     )
     logger.info(

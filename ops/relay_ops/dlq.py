@@ -7,10 +7,12 @@
 QUEUE is a dead-letter queue's label: each destination names its own (dispatch for Optimized.app;
 optimove and poll for Optimove), and `results` is the results path's.
 
-Queue URLs and the table come from the same environment the functions read (DISPATCH_DLQ_URL,
-OPTIMOVE_DLQ_URL, POLL_DLQ_URL, RESULTS_DLQ_URL and their queues, RELAY_TABLE_NAME); against AWS
-take them from the stack's outputs. Each message is handed to the destination it names (or to the
-results path), which puts its work back where it waits; it is deleted from the DLQ only after.
+Queue URLs come from the same environment the functions read (DISPATCH_DLQ_URL, OPTIMOVE_DLQ_URL,
+POLL_DLQ_URL, RESULTS_DLQ_URL and their queues' *_QUEUE_URL); against AWS take them from the
+stack's outputs. `redrive` moves the messages back to the queue they came from (SQS's message-move
+task in AWS; the same move done here against the local stack), where the worker re-drives what
+the relay parked (a chunk back to pending, a run back to queued, a result's attempts reset) and
+handles the rest as it would any message: the guards against double sends hold either way.
 """
 
 from __future__ import annotations
@@ -67,16 +69,33 @@ def _iso_ms(epoch_ms: str) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch_ms) / 1000))
 
 
-def redrive(queue: str, message: dict[str, Any], now: float) -> str:
-    """Act on one dead-letter message; returns what was done (for the operator's log). A result
-    goes back to the results path; anything else to the destination it names."""
-    if queue == RESULTS[0]:
-        from relay.results.redrive import redrive as redrive_result
+def source_queue_env(dead_letter_env: str) -> str:
+    """The env var of the work queue a dead-letter queue belongs to (DISPATCH_DLQ_URL ->
+    DISPATCH_QUEUE_URL): where a re-driven message goes back to."""
+    return dead_letter_env.replace("_DLQ_URL", "_QUEUE_URL")
 
-        return redrive_result(message)
-    from relay.executions import registry
 
-    return registry.get(message.get("destination")).redrive(message, now)
+def move_back(sqs: Any, name: str, dlq_url: str, source_url: str, limit: int) -> int:
+    """Re-drive: the messages go back to the queue they came from, and its worker takes them up
+    again - a message the relay parked (it carries a ``reason``) is re-driven by its destination
+    (a parked chunk back to pending, a parked run back to queued, a result's attempts reset).
+    In AWS this is SQS's own message-move task; against an emulator without one (moto), the same
+    move done here: receive, send to the source queue, delete. Returns the messages moved here."""
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        task = sqs.start_message_move_task(SourceArn=arn)
+        print(f"{name}: moving every message back to its queue (SQS message-move task {task['TaskHandle']})")
+        return 0
+    moved = 0
+    for m in _receive(sqs, dlq_url, limit, peek=False):
+        sqs.send_message(QueueUrl=source_url, MessageBody=m["Body"])
+        sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
+        summary_line = summary(name, m)
+        print(f"{name}: moved back: {summary_line['kind']} {summary_line['execution_id'] or ''}".rstrip())
+        moved += 1
+    return moved
 
 
 def _receive(sqs: Any, queue_url: str, limit: int, *, peek: bool) -> list[dict]:
@@ -103,40 +122,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max", type=int, default=100)
     args = parser.parse_args(argv)
     from relay.core.aws import client
-    from relay.executions.registry import UnknownDestination
 
     names = list(dlq_env) if args.queue == "all" else [args.queue]
     urls = {name: os.environ.get(dlq_env[name], "") for name in names}
     if not any(urls.values()):
         parser.error(f"set {' / '.join(dlq_env[n] for n in names)} (the stack's outputs)")
     sqs = client("sqs")
-    failures = 0
     for name, url in urls.items():
         if not url:
             continue
-        messages = _receive(sqs, url, args.max, peek=args.command != "redrive")
+        if args.command == "redrive":
+            source = os.environ.get(source_queue_env(dlq_env[name]), "")
+            if not source:
+                parser.error(
+                    f"set {source_queue_env(dlq_env[name])} (the stack's outputs) to re-drive {name}"
+                )
+            move_back(sqs, name, url, source, args.max)
+            continue
+        messages = _receive(sqs, url, args.max, peek=True)
         for m in messages:
-            message = describe(m["Body"])
             if args.command == "list":
                 print(json.dumps(summary(name, m)))
-                continue
-            if args.command == "show":
-                print(
-                    json.dumps(
-                        {**summary(name, m), "message": message, "sqs": m.get("Attributes", {})}, indent=2
-                    )
-                )
-                continue
-            try:
-                print(f"{name}: {redrive(name, message, time.time())}")
-            except (ValueError, KeyError, UnknownDestination) as exc:
-                failures += 1
-                print(f"{name}: left in the DLQ: {exc}", file=sys.stderr)
-                continue
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        if args.command in ("list", "show"):
-            print(f"{name}: {len(messages)} message(s)")
-    return 1 if failures else 0
+            else:
+                shown = {**summary(name, m), "message": describe(m["Body"]), "sqs": m.get("Attributes", {})}
+                print(json.dumps(shown, indent=2))
+        print(f"{name}: {len(messages)} message(s)")
+    return 0
 
 
 if __name__ == "__main__":

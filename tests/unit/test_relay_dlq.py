@@ -48,3 +48,49 @@ def test_a_message_says_why_it_died() -> None:
     moved = {"Body": json.dumps({"kind": "wake", "destination": "optimized"}), "Attributes": {}}
     assert "maxReceiveCount" in dlq.summary("dispatch", moved)["why"]
     assert dlq.summary("results", {"Body": "not json", "Attributes": {}})["kind"] == "unreadable"
+
+
+def test_a_parked_result_moved_back_is_queued_again_with_its_attempts_reset() -> None:
+    from relay.results.deliver import DeliverDeps, handle_message
+    from relay.results.settings import ResultsSettings
+
+    sent: list[dict] = []
+
+    class Queue:
+        def send(self, message: dict, delay_s: float = 0) -> None:
+            sent.append(message)
+
+    parked = {
+        "kind": "forward",
+        "attempt": 8,
+        "event_id": "e1",
+        "reason": "endpoint answered 500 eight times",
+    }
+    deps = DeliverDeps(table=None, queue=Queue(), settings=ResultsSettings(), endpoint=None)  # type: ignore[arg-type]
+    assert "re-driven" in handle_message(parked, deps)
+    assert sent == [{"kind": "forward", "attempt": 1, "event_id": "e1"}]
+
+
+def test_a_parked_destination_message_moved_back_is_re_driven_not_handled() -> None:
+    from relay.executions import registry
+
+    calls: list[str] = []
+
+    class Parked(registry.Destination):
+        name = "parked-test"
+
+        def handle(self, message: dict, **_: object) -> str:
+            calls.append("handle")
+            return "handled"
+
+        def redrive(self, message: dict, now: float) -> str:
+            calls.append("redrive")
+            return "re-driven"
+
+    destination = Parked()
+    assert (
+        destination.process({"kind": "dead_chunk", "reason": "5xx"}, remaining_ms=lambda: 1, emit=print)
+        == "re-driven"
+    )
+    assert destination.process({"kind": "wake"}, remaining_ms=lambda: 1, emit=print) == "handled"
+    assert calls == ["redrive", "handle"]

@@ -8,6 +8,7 @@ import their heavy modules inside the methods, so registering costs nothing at c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,8 @@ from relay.core.store.table import Table
 from relay.executions.models import ExecutionView, ScheduledItem
 
 Emit = Callable[[str, float], None]
+# The key a message parked by the relay carries (``Queue.dead_letter``): why it was given up on.
+PARKED = "reason"
 
 
 class NotCancellable(Exception):
@@ -60,6 +63,14 @@ class Destination:
         flight to move it (the reconciler calls it every minute). Returns repairs by kind; every
         repair must be safe to repeat (a duplicate wake-up or message is harmless)."""
         return {}
+
+    def process(self, message: dict[str, Any], *, remaining_ms: Callable[[], int], emit: Emit) -> str:
+        """What a worker calls for each message of this destination. A message that carries a
+        ``reason`` was parked in a dead-letter queue by the relay and moved back by an operator
+        (SQS's message-move task, `relay-dlq redrive`): it is re-driven, not handled as new."""
+        if PARKED in message:
+            return self.redrive(message, time.time())
+        return self.handle(message, remaining_ms=remaining_ms, emit=emit)
 
     def redrive(self, message: dict[str, Any], now: float) -> str:
         """Act on one dead-lettered message of this destination (`relay-dlq redrive`)."""

@@ -22,8 +22,9 @@ from relay.core.failpoints import failpoint
 from relay.core.queue import Queue
 from relay.core.store import keys
 from relay.core.store.table import Table
+from relay.executions.registry import PARKED
 from relay.results import links, store
-from relay.results.messages import INLINE_EVENT_BYTES
+from relay.results.messages import INLINE_EVENT_BYTES, unparked
 from relay.results.models import ResultView
 from relay.results.settings import ResultsSettings
 from relay.results.store import SOURCE
@@ -58,7 +59,12 @@ class DeliverDeps:
 
 
 def handle_message(message: dict[str, Any], deps: DeliverDeps) -> str:
-    """One queued message: record it (first time only), then forward it."""
+    """One queued message: record it (first time only), then forward it. A message the relay parked
+    in the dead-letter queue and an operator moved back (it carries a ``reason``) is re-driven:
+    queued again with its attempts reset."""
+    if PARKED in message:
+        deps.queue.send(unparked(message))
+        return "re-driven from the dead-letter queue: queued again, attempts reset"
     kind = message.get("kind")
     if kind == "record":
         view, attempt = record_result(message, deps), 1

@@ -31,3 +31,12 @@ def record_message(
     if small and received_at is not None:
         message |= {"received_at": received_at, "event": event}
     return message
+
+
+def unparked(message: dict[str, Any]) -> dict[str, Any]:
+    """A message the relay parked in the dead-letter queue, ready to be queued again: without its
+    reason, and a forward retry with its attempts reset."""
+    kept = {k: v for k, v in message.items() if k != "reason"}
+    if kept.get("kind") == "forward":
+        kept["attempt"] = 1
+    return kept
