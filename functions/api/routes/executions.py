@@ -14,7 +14,7 @@ from relay.executions import registry
 from relay.executions import service as execution_flows
 from relay.executions.models import ExecutionPage
 
-from routes.errors import ERRORS
+from routes.errors import answers
 
 router = Router()
 
@@ -27,7 +27,11 @@ class Page(ExecutionPage):
     items: list[ExecutionView]  # type: ignore[valid-type]
 
 
-@router.get("/v1/executions/<execution_id>", summary="Status, counts and upstream ids", responses=ERRORS)
+@router.get(
+    "/v1/executions/<execution_id>",
+    summary="Status, counts and upstream ids",
+    responses=answers(200, "The execution", 401, 404, 422),
+)
 def get_execution(
     execution_id: Annotated[str, Path(max_length=64)],
     chunks: Annotated[bool, Query(description="Include each chunk with its batch/schedule uuid")] = True,
@@ -35,7 +39,11 @@ def get_execution(
     return execution_flows.get_execution(wiring.table(), execution_id, with_chunks=chunks)
 
 
-@router.get("/v1/executions", summary="Executions, newest first", responses=ERRORS)
+@router.get(
+    "/v1/executions",
+    summary="Executions, newest first",
+    responses=answers(200, "A page of executions", 400, 401, 422),
+)
 def list_executions(
     status: Annotated[Status | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
@@ -57,6 +65,10 @@ def list_executions(
     return Page(items=page.items, next_token=page.next_token)
 
 
-@router.delete("/v1/executions/<execution_id>", summary="Cancel what has not been sent yet", responses=ERRORS)
+@router.delete(
+    "/v1/executions/<execution_id>",
+    summary="Cancel what has not been sent yet",
+    responses=answers(200, "The execution after cancelling", 401, 404, 409, 422, 503),
+)
 def cancel_execution(execution_id: Annotated[str, Path(max_length=64)]) -> ExecutionView:
     return execution_flows.cancel(wiring.table(), execution_id, time.time())

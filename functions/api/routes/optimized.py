@@ -13,7 +13,7 @@ from relay.destinations.optimized import wiring
 from relay.destinations.optimized.accept import accept_optimized
 from relay.destinations.optimized.models import OptimizedTrigger, TriggerAccepted
 
-from routes.errors import ERRORS
+from routes.errors import BODY_ERRORS, answers
 from routes.keyed import KeyedTrigger
 
 router = Router()
@@ -24,7 +24,7 @@ metrics = Metrics()
 @router.post(
     "/v1/optimized/triggers",
     summary="Send profiles to an Optimized.app group (any number; delivered within its limits)",
-    responses={202: {"description": "Accepted and queued"}, **ERRORS},
+    responses=answers(202, "Accepted and queued", *BODY_ERRORS, 409),
     tags=["optimized"],
 )
 def post_optimized_trigger(

@@ -28,7 +28,7 @@ from relay.destinations.optimove.schemas import ContextRejected, SchemaInvalid, 
 from relay.executions.models import SchedulePage
 from relay.executions.service import list_scheduled
 
-from routes.errors import ERRORS
+from routes.errors import BODY_ERRORS, answers
 from routes.keyed import KeyedTrigger
 
 router = Router()
@@ -39,7 +39,7 @@ metrics = Metrics()
 @router.post(
     "/v1/optimove/triggers",
     summary="Run an Optimove event generator for a topic (checked, de-duplicated, optionally scheduled)",
-    responses={202: {"description": "Accepted (or a duplicate of an earlier execution)"}, **ERRORS},
+    responses=answers(202, "Accepted (or a duplicate of an earlier execution)", *BODY_ERRORS, 409),
     tags=["optimove"],
 )
 def post_optimove_trigger(
@@ -64,6 +64,13 @@ def post_optimove_trigger(
             raise ApiError(
                 422, "context_invalid", f"{first.field}: {first.message}{more}", rejected.details
             ) from rejected
+        except SchemaInvalid as invalid:
+            raise ApiError(
+                422,
+                "schema_invalid",
+                str(invalid),
+                [ErrorDetail(field="event_generator_id", message=str(invalid))],
+            ) from invalid
         except SchemaMissing as missing:
             raise ApiError(
                 422,
@@ -97,7 +104,7 @@ def post_optimove_trigger(
 @router.put(
     "/v1/optimove/generators/<generator_id>/schema",
     summary="Register the JSON Schema of an event generator's context",
-    responses=ERRORS,
+    responses=answers(200, "The schema as stored", *BODY_ERRORS),
     tags=["optimove"],
 )
 def put_generator_schema(
@@ -118,7 +125,7 @@ def put_generator_schema(
 @router.get(
     "/v1/optimove/generators/<generator_id>/schema",
     summary="The JSON Schema an event generator's context is checked against",
-    responses=ERRORS,
+    responses=answers(200, "The schema and where it comes from", 401, 404, 422),
     tags=["optimove"],
 )
 def get_generator_schema(generator_id: Annotated[GeneratorId, Path()]) -> GeneratorSchemaView:
@@ -140,7 +147,11 @@ def _schema_view(generator_id: str) -> GeneratorSchemaView:
     )
 
 
-@router.get("/v1/schedules", summary="Scheduled work of every destination, soonest first", responses=ERRORS)
+@router.get(
+    "/v1/schedules",
+    summary="Scheduled work of every destination, soonest first",
+    responses=answers(200, "Scheduled work", 401, 422),
+)
 def get_schedules(
     from_: Annotated[
         str | None, Query(alias="from", description="ISO 8601 lower bound (default: now)")

@@ -16,7 +16,7 @@ from relay.executions import service as execution_flows
 from relay.results import listing
 from relay.results.models import ReplayAccepted, ReplayRequest, ResultPage, ResultType
 
-from routes.errors import ERRORS
+from routes.errors import answers
 
 router = Router()
 logger = Logger(child=True)
@@ -25,7 +25,7 @@ logger = Logger(child=True)
 @router.get(
     "/v1/executions/<execution_id>/results",
     summary="Webhook results of an execution, oldest first",
-    responses=ERRORS,
+    responses=answers(200, "A page of results", 400, 401, 404, 422),
     tags=["results"],
 )
 def execution_results(
@@ -42,7 +42,7 @@ def execution_results(
 @router.get(
     "/v1/results",
     summary="Webhook results that matched no execution, oldest first",
-    responses=ERRORS,
+    responses=answers(200, "A page of results", 400, 401, 422),
     tags=["results"],
 )
 def unmatched_results(

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from relay.core import safe_schema
 from relay.core.models import ErrorDetail
 from relay.core.store.table import Table
 from relay.destinations.optimove import store
@@ -69,6 +70,8 @@ def strict(schema: Any) -> Any:
 
 
 def check_schema(schema: dict[str, Any], *, where: str = "schema") -> None:
+    """A valid JSON Schema that the relay can evaluate safely (``relay.core.safe_schema``): every
+    pattern compiles for RE2, every $ref resolves, no $ref loop."""
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
@@ -76,13 +79,17 @@ def check_schema(schema: dict[str, Any], *, where: str = "schema") -> None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise SchemaInvalid(f"{where}: not a valid JSON Schema: {exc.message}") from exc
+    try:
+        safe_schema.check(schema)
+    except safe_schema.SchemaRefused as exc:
+        raise SchemaInvalid(f"{where}: {exc}") from exc
 
 
 @lru_cache(maxsize=256)
 def _validator(schema_json: str) -> Any:
-    from jsonschema import Draft202012Validator, FormatChecker
+    from jsonschema import FormatChecker
 
-    return Draft202012Validator(strict(json.loads(schema_json)), format_checker=FormatChecker())
+    return safe_schema.validator_class()(strict(json.loads(schema_json)), format_checker=FormatChecker())
 
 
 def _path(error: Any) -> str:
@@ -163,8 +170,19 @@ class SchemaRegistry:
             if self.require:
                 raise SchemaMissing(generator_id)
             return
-        validator = _validator(json.dumps(found[1], sort_keys=True))
-        errors = sorted(validator.iter_errors(context), key=lambda e: list(e.absolute_path))
+        from referencing.exceptions import Unresolvable
+
+        try:
+            validator = _validator(json.dumps(found[1], sort_keys=True))
+            errors = sorted(validator.iter_errors(context), key=lambda e: list(e.absolute_path))
+        except (Unresolvable, safe_schema.SchemaRefused, RecursionError) as exc:
+            # A schema stored before these were refused at registration: the caller's answer is
+            # a 4xx naming the generator, not a 500 on every trigger.
+            reason = str(exc) if isinstance(exc, safe_schema.SchemaRefused) else type(exc).__name__
+            raise SchemaInvalid(
+                f"The context schema of event generator {generator_id} cannot be evaluated ({reason}); "
+                "register a corrected one"
+            ) from None
         details = [d for e in errors for d in explain(e)]
         if details:
             raise ContextRejected(details)
