@@ -70,7 +70,7 @@ def _page(execution_id: str | None, type_: str | None, limit: int, next_token: s
 @router.post(
     "/v1/results/replay",
     summary="Turn results forwarding on again and forward the results received in a window once more",
-    responses={202: {"description": "Forwarding enabled; the window's results queued"}, **ERRORS},
+    responses=answers(202, "Forwarding enabled; the window's results queued", 400, 401, 409, 413, 422),
     tags=["results"],
 )
 def replay_results(request: Annotated[ReplayRequest, Body(embed=False)]) -> Response[ReplayAccepted]:
