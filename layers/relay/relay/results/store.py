@@ -26,7 +26,13 @@ from botocore.exceptions import ClientError
 
 from relay.core.clock import iso
 from relay.core.store import codec, keys
-from relay.core.store.table import ConditionFailed, Table, TransactionCancelled, update_operation
+from relay.core.store.table import (
+    CONFLICT_BACKOFF_S,
+    ConditionFailed,
+    Table,
+    TransactionCancelled,
+    update_operation,
+)
 from relay.results.models import COUNTER_OF_TYPE
 
 # The platform whose webhooks the results path takes in (the key of its de-duplication marks).
@@ -37,10 +43,6 @@ SOURCE = "optimized"
 MARKS_PER_TRANSACTION = 100
 MARK_WORKERS = 8
 MAX_MARK_ROUNDS = 5
-# A transaction that only conflicted with another write in progress is tried again after a
-# full-jitter pause of up to 50, 100, 200, 400 ms.
-CONFLICT_RETRIES = 4
-CONFLICT_BACKOFF_S = 0.05
 
 
 class ExecutionGone(Exception):
@@ -237,19 +239,20 @@ def record(
             )
         )
     try:
-        _transact(table, operations)
-    except _Cancelled as cancelled:
-        if cancelled.codes[0] == "ConditionalCheckFailed":  # recorded before
-            old = cancelled.items[0] or get_mark(table, source, event_id) or {}
+        table.transact(operations)
+    except TransactionCancelled as cancelled:
+        codes = cancelled.reasons
+        if codes[:1] == ["ConditionalCheckFailed"]:  # recorded before
+            old = (cancelled.items or [None])[0] or get_mark(table, source, event_id) or {}
             key = {"pk": old["result_pk"], "sk": old["result_sk"]} if old.get("result_pk") else None
             return Recorded(False, old.get("recorded_by") or None, key)
-        if cancelled.codes[1] == "ConditionalCheckFailed":
+        if codes[1:2] == ["ConditionalCheckFailed"]:
             # Stored by a release whose ledger kept no state: the ledger says so now.
-            _transact(table, [_recorded(source, event_id, result_key, token, now, ttl_s)])
+            table.transact([_recorded(source, event_id, result_key, token, now, ttl_s)])
             return Recorded(False, token, result_key)
-        if len(cancelled.codes) > 2 and cancelled.codes[2] == "ConditionalCheckFailed":
+        if codes[2:3] == ["ConditionalCheckFailed"]:
             raise ExecutionGone(execution_id) from None
-        raise TransactionCancelled(cancelled.codes) from None
+        raise
     return Recorded(True, token, result_key)
 
 
@@ -270,36 +273,6 @@ def _recorded(
             expires=int(now + ttl_s),
         ),
     )
-
-
-@dataclass
-class _Cancelled(Exception):
-    codes: list[str]
-    items: list[dict[str, Any] | None]
-
-
-def _transact(table: Table, operations: list[dict[str, Any]]) -> None:
-    """TransactWriteItems keeping what a cancelled transaction returns (ALL_OLD items); one that
-    only conflicted with another write in progress (two copies of a message at once) is tried
-    again after a short full-jitter pause."""
-    for op in operations:
-        next(iter(op.values()))["TableName"] = table.name
-    for attempt in range(CONFLICT_RETRIES + 1):
-        try:
-            table.client.transact_write_items(TransactItems=operations)
-            return
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            reasons = exc.response.get("CancellationReasons") or []
-            codes = [r.get("Code", "None") for r in reasons]
-            if len(codes) != len(operations):
-                raise
-            conflicted = "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
-            if not conflicted or attempt == CONFLICT_RETRIES:
-                items = [codec.load(r["Item"]) if r.get("Item") else None for r in reasons]
-                raise _Cancelled(codes, items) from exc
-            _pause(attempt)
 
 
 def _pause(attempt: int) -> None:

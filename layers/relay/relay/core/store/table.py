@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -22,9 +22,11 @@ class ConditionFailed(Exception):
 
 @dataclass
 class TransactionCancelled(Exception):
-    """Raised with the cancellation reason code of every item, in order."""
+    """Raised with the cancellation reason code of every item, in order, and the item each
+    operation found where it asked for it (``ReturnValuesOnConditionCheckFailure``; else None)."""
 
     reasons: list[str]
+    items: list[dict[str, Any] | None] = field(default_factory=list)
 
     def __str__(self) -> str:
         return f"transaction cancelled: {self.reasons}"
@@ -124,10 +126,12 @@ class Table:
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
-                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+                found = exc.response.get("CancellationReasons") or []
+                reasons = [r.get("Code", "None") for r in found]
                 if not reasons:
                     reasons = _reasons_from_message(exc.response["Error"].get("Message", ""))
-                cancelled = TransactionCancelled(reasons)
+                items = [codec.load(r["Item"]) if r.get("Item") else None for r in found]
+                cancelled = TransactionCancelled(reasons, items)
                 if not cancelled.conflicted_only() or attempt == CONFLICT_RETRIES:
                     raise cancelled from exc
                 self.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2**attempt))
