@@ -512,9 +512,10 @@ def run(
             items = scan(stack)
             dlq = queue_depths(stack, DEAD_LETTER_QUEUES)
             queues = queue_depths(stack, main_queues)
+            dlq_lines = dead_letters(stack, DEAD_LETTER_QUEUES)
         return account(
             stack, triggers, optimove, webhook_requests, results_receiver, items, stats,
-            load_s=load_s, drain_s=drain_s, drained=drained, dlq=dlq, queues=queues,
+            load_s=load_s, drain_s=drain_s, drained=drained, dlq=dlq, queues=queues, dlq_lines=dlq_lines,
         )  # fmt: skip
 
 
@@ -526,6 +527,52 @@ def terminal(item: dict[str, Any]) -> bool:
     if is_optimove(item):
         return item.get("status") in OPTIMOVE_TERMINAL
     return optimized_status(item) in OPTIMIZED_TERMINAL
+
+
+def ambiguous_breakdown(stack: Any, chunks: Any, committed: Counter[str]) -> list[str]:
+    """Why each ambiguous chunk is ambiguous, and whether its profiles ever reached the upstream:
+    in a committed batch, only in requests answered 5xx, or in no request at all."""
+    requested = {p["person"]["phone_number"] for b in stack.sandbox.received for p in b.profiles}
+    kinds: Counter[tuple[str, str]] = Counter()
+    profiles: Counter[tuple[str, str]] = Counter()
+    for chunk in chunks:
+        if chunk.get("status") != "ambiguous":
+            continue
+        message = str((chunk.get("error") or {}).get("message", ""))
+        cause = "abandoned (dispatcher died)" if "dispatcher stopped" in message else f"{message[:40]!r}"
+        phones = [p["person"]["phone_number"] for p in json.loads(chunk.get("profiles_json") or "[]")]
+        if all(p in committed for p in phones):
+            where = "committed upstream"
+        elif any(p in committed for p in phones):
+            where = "partly committed"
+        elif any(p in requested for p in phones):
+            where = "only in 5xx-answered requests"
+        else:
+            where = "never sent"
+        kinds[(cause, where)] += 1
+        profiles[(cause, where)] += len(phones)
+    return [
+        f"    ambiguous: {cause}, {where}: {n} chunks, {profiles[(cause, where)]} profiles"
+        for (cause, where), n in sorted(kinds.items())
+    ]
+
+
+def dead_letters(stack: Any, names: tuple[str, ...]) -> list[str]:
+    """A look at what each dead-letter queue holds (up to 10 each, left in place)."""
+    from relay_local import aws
+
+    sqs = aws.client("sqs", stack.moto_endpoint, stack.region)
+    lines = []
+    for name in names:
+        got = sqs.receive_message(
+            QueueUrl=stack.resources.url(name),
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+            AttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        for message in got:
+            lines.append(f"    {name}: {message.get('Body', '')[:160]}")
+    return lines
 
 
 def account(
@@ -600,6 +647,7 @@ def account(
     lines.append(
         f"  chunks by status {dict(sorted(chunk_status.items()))}; ambiguous chunks {ambiguous_chunks}"
     )
+    lines += ambiguous_breakdown(stack, chunks.values(), committed)
     sandbox_stats = stack.sandbox.stats()
     lines.append(
         f"  upstream answers {dict(sorted(sandbox_stats['by_status'].items()))}, most sends in any group "
@@ -700,6 +748,7 @@ def account(
         f"Client         retried {dict(stats.attempts)}, gave up {stats.gave_up}; queues at the end "
         f"{run['queues']}, dead-letter queues {run['dlq']}"
     )
+    lines += run["dlq_lines"]
     lines.append(
         f"Time           load {run['load_s']:.1f} s, drain {run['drain_s']:.1f} s "
         f"({'all executions terminal, all queues empty' if run['drained'] else 'timed out'})"
