@@ -65,8 +65,8 @@ OPTIMOVE_TRIGGERS = int(os.environ.get("CHAOS_OPTIMOVE_TRIGGERS", "300"))
 WEBHOOK_EVENTS = int(os.environ.get("CHAOS_WEBHOOKS", "1000"))
 CLIENT_ATTEMPTS = 10
 PROGRESS_EVERY_S = 15.0
-LOAD_TIMEOUT_S = 300.0
-DRAIN_TIMEOUT_S = float(os.environ.get("CHAOS_DRAIN_TIMEOUT_S", "420"))
+LOAD_TIMEOUT_S = 240.0
+DRAIN_TIMEOUT_S = float(os.environ.get("CHAOS_DRAIN_TIMEOUT_S", "300"))
 LOG_PATH = REPO / ".venv" / "chaos.log"
 
 LIMIT, WINDOW_S, TOKEN_LIMIT = 10, 6.0, 25
@@ -148,6 +148,16 @@ class Receiver:
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
+    def webhook_ids(self, prefix: str) -> Counter[str]:
+        """How often each webhook-id of an event id starting with ``prefix`` arrived."""
+        with self.lock:
+            bodies = list(self.received)
+        return Counter(
+            str(b.get("webhook-id"))
+            for b in bodies
+            if str(b.get("data", {}).get("event_id", "")).startswith(prefix)
+        )
+
     def event_ids(self, prefix: str) -> Counter[str]:
         with self.lock:
             bodies = list(self.received)
@@ -166,7 +176,7 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             with contextlib.suppress(ValueError), state.lock:
-                state.received.append(json.loads(body))
+                state.received.append({**json.loads(body), "webhook-id": self.headers.get("webhook-id")})
             self.send_response(200)
             self.send_header("content-length", "0")
             self.end_headers()
@@ -386,7 +396,8 @@ def queue_depths(stack: Any, names: tuple[str, ...]) -> dict[str, int]:
 
 
 def in_flight(stack: Any) -> int:
-    return sum(s.get("in_flight", 0) for s in stack.poller_stats().values())
+    """Invocations the SQS pollers are running now."""
+    return stack.pollers.in_flight() if stack.pollers else 0
 
 
 def optimized_status(item: dict[str, Any]) -> str:
@@ -706,6 +717,9 @@ def account(
     w_lost = sorted(set(w_not_stored) | set(w_not_forwarded))
     events_sent = sum(len(w.events) for w in webhooks)
     twice = sum(1 for c in forwarded.values() if c > 1)
+    # A repeat under the same webhook-id is at-least-once delivery the receiver de-duplicates.
+    twice_other_id = twice - sum(1 for c in results_receiver.webhook_ids("chaos-evt-").values() if c > 1)
+    stored_twice = sum(1 for c in stored.values() if c > 1)
     dropped_uuids = {p["uuid"] for b in stack.sandbox.received if b.dropped for p in b.created}
     named = {e["id"]: e["profile"]["uuid"] for w in webhooks for e in w.events}
     unmatched_dropped = sum(1 for i in acked if named.get(i) in dropped_uuids)
@@ -714,13 +728,17 @@ def account(
         f"{len(acked & set(stored))} ({matched} matched to an execution; {unmatched_dropped} name a profile "
         f"of a batch dropped after commit, which the relay cannot link), forwarded "
         f"{len(acked & set(forwarded))} "
-        f"(more than once: {twice}), LOST {len(w_lost)} (not stored {len(w_not_stored)}, not forwarded "
+        f"(more than once: {twice}, of them under another webhook-id: {twice_other_id}), stored more than "
+        f"once {stored_twice}, LOST {len(w_lost)} (not stored {len(w_not_stored)}, not forwarded "
         f"{len(w_not_forwarded)})"
     )
     if w_lost:
         lines.append(f"    lost events e.g. {w_lost[:10]}")
     optimove_forwards = results_receiver.event_ids("optimove:")
-    lines.append(f"  Optimove statuses forwarded {len(optimove_forwards)} (of {len(o_accepted)} runs)")
+    lines.append(
+        f"  Optimove statuses forwarded {len(optimove_forwards)} (of {len(o_accepted)} runs; more than once: "
+        f"{sum(1 for c in optimove_forwards.values() if c > 1)})"
+    )
 
     # -- Crashes, repairs, time ----------------------------------------------------------------------
     fired = stack.failpoints_fired()
