@@ -63,6 +63,8 @@ GROUPS = 4
 PER_GROUP = int(os.environ.get("CHAOS_PROFILES_PER_GROUP", "2500"))
 OPTIMOVE_TRIGGERS = int(os.environ.get("CHAOS_OPTIMOVE_TRIGGERS", "300"))
 WEBHOOK_EVENTS = int(os.environ.get("CHAOS_WEBHOOKS", "1000"))
+# Every failpoint of every function: 3% raise (CHAOS_FAILPOINTS, e.g. '*=exit@0.03', to explore).
+FAILPOINTS = os.environ.get("CHAOS_FAILPOINTS", "*=raise@0.03")
 CLIENT_ATTEMPTS = 10
 PROGRESS_EVERY_S = 15.0
 LOAD_TIMEOUT_S = 240.0
@@ -95,7 +97,7 @@ OPTIMOVE_TERMINAL = {"published", *OPTIMOVE_ENDED}
 
 def chaos_env(receiver_url: str) -> dict[str, str]:
     return {
-        "RELAY_FAILPOINTS": "*=raise@0.03",
+        "RELAY_FAILPOINTS": FAILPOINTS,
         "OPTIMIZED_GROUP_LIMIT": str(LIMIT),
         "OPTIMIZED_GROUP_WINDOW_S": str(WINDOW_S),
         "OPTIMIZED_TOKEN_LIMIT": str(TOKEN_LIMIT),
@@ -424,7 +426,8 @@ def main() -> None:
     LOG_PATH.parent.mkdir(exist_ok=True)
     print(
         f"== chaos: {GROUPS} groups x {PER_GROUP} profiles in {len(triggers)} triggers, {OPTIMOVE_TRIGGERS} "
-        f"Optimove triggers, {WEBHOOK_EVENTS} webhook events; seed {SEED}; function output in {LOG_PATH} ==",
+        f"Optimove triggers, {WEBHOOK_EVENTS} webhook events; RELAY_FAILPOINTS={FAILPOINTS}; seed {SEED}; "
+        f"function output in {LOG_PATH} ==",
         flush=True,
     )
     with open(LOG_PATH, "w") as log_file, receiver() as results_receiver:
@@ -696,6 +699,13 @@ def account(
         f"({o_dropped} dropped after commit), LOST {len(o_lost)}, DUPLICATED {len(o_dup)}; "
         f"statuses {dict(sorted(o_status.items()))}"
     )
+    ended: Counter[str] = Counter()
+    for t in o_accepted:
+        item = optimove_items.get(t.execution_id or "") or {}
+        if item.get("status") in OPTIMOVE_ENDED:
+            where = "ran upstream" if runs[t.n] else "never ran upstream"
+            ended[f"{item.get('status')} ({item.get('error_code')}), {where}"] += 1
+    lines += [f"    {what}: {n}" for what, n in sorted(ended.items())]
     for n, execution_id, why in o_lost[:10]:
         lines.append(f"    lost optimove #{n} execution {execution_id}: {why}")
     for n, c in list(o_dup.items())[:10]:
