@@ -15,7 +15,7 @@ Load: 4 groups x 2,500 profiles as triggers of 1..100 profiles (unique phones), 
 triggers (a third scheduled a few seconds ahead) and 1,000 signed Optimized.app result events
 naming profiles the sandbox really created, forwarded by the relay to a receiver started here.
 The client retries 5xx answers and connection errors with backoff, under the same
-Idempotency-Key (webhooks: the same webhook-id and event ids), at most CLIENT_ATTEMPTS times.
+Idempotency-Key (webhooks: the same webhook-id and event ids), for at most CLIENT_RETRY_FOR_S.
 
 Accounting (after the drain: every execution terminal, every queue empty, nothing in flight, or
 DRAIN_TIMEOUT_S):
@@ -65,7 +65,7 @@ OPTIMOVE_TRIGGERS = int(os.environ.get("CHAOS_OPTIMOVE_TRIGGERS", "300"))
 WEBHOOK_EVENTS = int(os.environ.get("CHAOS_WEBHOOKS", "1000"))
 # Every failpoint of every function: 3% raise (CHAOS_FAILPOINTS, e.g. '*=exit@0.03', to explore).
 FAILPOINTS = os.environ.get("CHAOS_FAILPOINTS", "*=raise@0.03")
-CLIENT_ATTEMPTS = 10
+CLIENT_RETRY_FOR_S = 60.0
 PROGRESS_EVERY_S = 15.0
 LOAD_TIMEOUT_S = 240.0
 DRAIN_TIMEOUT_S = float(os.environ.get("CHAOS_DRAIN_TIMEOUT_S", "300"))
@@ -215,8 +215,12 @@ class ClientStats:
 def with_retries(
     send: Callable[[], httpx.Response], stats: ClientStats, rng: random.Random
 ) -> httpx.Response | None:
-    """The answer once it is not a 5xx (None: gave up after CLIENT_ATTEMPTS)."""
-    for attempt in range(CLIENT_ATTEMPTS):
+    """The answer once it is neither a 5xx nor a 409 "in progress" (None: gave up after
+    CLIENT_RETRY_FOR_S). The budget outlasts the API function's 29 s timeout, after which the
+    in-progress lock of an attempt whose instance died expires (Powertools, Lambda context)."""
+    deadline = time.monotonic() + CLIENT_RETRY_FOR_S
+    attempt = 0
+    while True:
         try:
             response = send()
             in_progress = response.status_code == 409 and "in_progress" in response.text
@@ -225,7 +229,10 @@ def with_retries(
             stats.count(str(response.status_code))
         except httpx.TransportError as exc:
             stats.count(type(exc).__name__)
+        if time.monotonic() >= deadline:
+            break
         time.sleep(min(4.0, 0.2 * 2**attempt) * (0.5 + rng.random() / 2))
+        attempt += 1
     with stats.lock:
         stats.gave_up += 1
     return None
