@@ -495,7 +495,7 @@ def run(
                 f"accepted {accepted} profiles, upstream has {sandbox['profiles_accepted']} "
                 f"({sandbox['requests']} requests), Optimove runs {runs}, webhooks acked {acked}, "
                 f"forwarded {forwarded}, failpoints fired {fired}, repairs {repairs:g}, "
-                f"in flight {in_flight(stack)}"
+                f"in flight {in_flight(stack)}, queued {queue_depths(stack, tuple(VISIBILITY_S))}"
             )
 
         next_progress = time.monotonic() + PROGRESS_EVERY_S
@@ -706,11 +706,15 @@ def account(
         f"({o_dropped} dropped after commit), LOST {len(o_lost)}, DUPLICATED {len(o_dup)}; "
         f"statuses {dict(sorted(o_status.items()))}"
     )
+    asked = Counter(r.context.get("n") for r in stack.sandbox_optimove.runs if isinstance(r.context, dict))
     ended: Counter[str] = Counter()
     for t in o_accepted:
         item = optimove_items.get(t.execution_id or "") or {}
         if item.get("status") in OPTIMOVE_ENDED:
-            where = "ran upstream" if runs[t.n] else "never ran upstream"
+            if runs[t.n]:
+                where = "ran upstream"
+            else:
+                where = "never ran upstream (only 5xx answers)" if asked[t.n] else "never reached upstream"
             ended[f"{item.get('status')} ({item.get('error_code')}), {where}"] += 1
     lines += [f"    {what}: {n}" for what, n in sorted(ended.items())]
     for n, execution_id, why in o_lost[:10]:
@@ -762,7 +766,7 @@ def account(
     metrics = stack.metrics_emitted()
     lines.append(
         f"Failpoints     fired {sum(fired.values())}: "
-        + ", ".join(f"{name} {n}" for name, n in fired.most_common(8))
+        + ", ".join(f"{name} {n}" for name, n in fired.most_common())
     )
     repairs = {
         k.removeprefix("Repaired"): int(v) for k, v in sorted(metrics.items()) if k.startswith("Repaired")

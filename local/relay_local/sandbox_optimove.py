@@ -70,6 +70,13 @@ class _Fault:
     generator_id: str | None = None  # only requests for this generator (runs only)
 
 
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        return None
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -258,8 +265,14 @@ class SandboxOptimove:
             drop = fail + slow <= draw < fail + slow + drop_after_commit
         if fault:
             if run:
+                # What a chaos fault refused is recorded with its context (who asked for what).
+                asked = _json_or_none(body) if chaos is not None else None
+                asked = asked if isinstance(asked, dict) else {}
+                run_ = ReceivedRun(
+                    run["generator"], asked.get("topic_key"), asked.get("context"), now, fault.status
+                )
                 with self._lock:
-                    self.runs.append(ReceivedRun(run["generator"], None, None, now, fault.status))
+                    self.runs.append(run_)
             return fault.status, fault.headers, {"message": FAULT_MESSAGES.get(fault.status, "fault")}
         if status_match:
             with self._lock:
