@@ -533,10 +533,10 @@ def run(
             items = scan(stack)
             dlq = queue_depths(stack, DEAD_LETTER_QUEUES)
             queues = queue_depths(stack, main_queues)
-            dlq_lines = dead_letters(stack, DEAD_LETTER_QUEUES)
+            dlq_bodies = dead_letters(stack, DEAD_LETTER_QUEUES)
         return account(
             stack, triggers, optimove, webhook_requests, results_receiver, items, stats,
-            load_s=load_s, drain_s=drain_s, drained=drained, dlq=dlq, queues=queues, dlq_lines=dlq_lines,
+            load_s=load_s, drain_s=drain_s, drained=drained, dlq=dlq, queues=queues, dlq_bodies=dlq_bodies,
         )  # fmt: skip
 
 
@@ -578,21 +578,33 @@ def ambiguous_breakdown(stack: Any, chunks: Any, committed: Counter[str]) -> lis
     ]
 
 
-def dead_letters(stack: Any, names: tuple[str, ...]) -> list[str]:
-    """A look at what each dead-letter queue holds (up to 10 each, left in place)."""
+def dead_letters(stack: Any, names: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Every message each dead-letter queue holds (read at the end; they stay in the queue)."""
     from relay_local import aws
 
     sqs = aws.client("sqs", stack.moto_endpoint, stack.region)
-    lines = []
+    out: dict[str, list[dict[str, Any]]] = {}
     for name in names:
-        got = sqs.receive_message(
-            QueueUrl=stack.resources.url(name),
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=0,
-            AttributeNames=["ApproximateReceiveCount"],
-        ).get("Messages", [])
-        for message in got:
-            lines.append(f"    {name}: {message.get('Body', '')[:160]}")
+        seen: dict[str, dict[str, Any]] = {}
+        for _ in range(50):
+            got = sqs.receive_message(
+                QueueUrl=stack.resources.url(name), MaxNumberOfMessages=10, VisibilityTimeout=60
+            ).get("Messages", [])
+            if not got:
+                break
+            for message in got:
+                with contextlib.suppress(ValueError):
+                    seen[message["MessageId"]] = json.loads(message.get("Body") or "null")
+        out[name] = list(seen.values())
+    return out
+
+
+def dead_letter_lines(dlq: dict[str, list[dict[str, Any]]]) -> list[str]:
+    lines = []
+    for name, bodies in dlq.items():
+        if bodies:
+            kinds = Counter(str(b.get("kind") if isinstance(b, dict) else "?") for b in bodies)
+            lines.append(f"    {name}: {len(bodies)} message(s), by kind {dict(kinds)}")
     return lines
 
 
@@ -753,8 +765,27 @@ def account(
         f"once {stored_twice}, LOST {len(w_lost)} (not stored {len(w_not_stored)}, not forwarded "
         f"{len(w_not_forwarded)})"
     )
-    if w_lost:
-        lines.append(f"    lost events e.g. {w_lost[:10]}")
+    parked = {
+        str(b.get("event_id")): b
+        for b in run["dlq_bodies"].get("ResultsDeadLetterQueue", [])
+        if isinstance(b, dict) and b.get("event_id")
+    }
+    marks = {  # the ledger: WEBHOOK#<source>#<event id> / DEDUPE
+        str(i["pk"]).split("#", 2)[2]: i for i in items if str(i.get("pk", "")).startswith("WEBHOOK#")
+    }
+    for event_id in w_lost[:10]:
+        mark, message = marks.get(event_id) or {}, parked.get(event_id)
+        recorded_by = mark.get("recorded_by")
+        where = (
+            "its message is in the ResultsDeadLetterQueue"
+            + (" (the message that recorded it)" if message and message.get("token") == recorded_by else "")
+            if message
+            else "in no dead-letter queue"
+        )
+        lines.append(
+            f"    lost {event_id}: stored {event_id in stored}, forwarded {event_id in forwarded}; mark "
+            f"recorded_by {recorded_by}, requeues {mark.get('requeues', 0)}; {where}"
+        )
     optimove_forwards = results_receiver.event_ids("optimove:")
     lines.append(
         f"  Optimove statuses forwarded {len(optimove_forwards)} (of {len(o_accepted)} runs; more than once: "
@@ -787,7 +818,7 @@ def account(
         f"Client         retried {dict(stats.attempts)}, gave up {stats.gave_up}; queues at the end "
         f"{run['queues']}, dead-letter queues {run['dlq']}"
     )
-    lines += run["dlq_lines"]
+    lines += dead_letter_lines(run["dlq_bodies"])
     lines.append(
         f"Time           load {run['load_s']:.1f} s, drain {run['drain_s']:.1f} s "
         f"({'all executions terminal, all queues empty' if run['drained'] else 'timed out'})"
