@@ -213,7 +213,7 @@ class ClientStats:
 
 
 def with_retries(
-    send: Callable[[], httpx.Response], stats: ClientStats, rng: random.Random
+    send: Callable[[], httpx.Response], stats: ClientStats, rng: random.Random, stop: threading.Event
 ) -> httpx.Response | None:
     """The answer once it is neither a 5xx nor a 409 "in progress" (None: gave up after
     CLIENT_RETRY_FOR_S). The budget outlasts the API function's 29 s timeout, after which the
@@ -229,7 +229,7 @@ def with_retries(
             stats.count(str(response.status_code))
         except httpx.TransportError as exc:
             stats.count(type(exc).__name__)
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or stop.is_set():
             break
         time.sleep(min(4.0, 0.2 * 2**attempt) * (0.5 + rng.random() / 2))
         attempt += 1
@@ -264,8 +264,12 @@ def optimized_triggers(rng: random.Random) -> list[Trigger]:
     return triggers
 
 
-def send_optimized(client: httpx.Client, triggers: list[Trigger], stats: ClientStats) -> None:
+def send_optimized(
+    client: httpx.Client, triggers: list[Trigger], stats: ClientStats, stop: threading.Event
+) -> None:
     def one(t: Trigger) -> None:
+        if stop.is_set():
+            return
         body = {
             "group_id": t.group_id,
             "profiles": [{"person": {"phone_number": p}, "ref": p} for p in t.phones],
@@ -275,6 +279,7 @@ def send_optimized(client: httpx.Client, triggers: list[Trigger], stats: ClientS
             lambda: client.post("/v1/optimized/triggers", json=body, headers={"Idempotency-Key": t.key}),
             stats,
             rng,
+            stop,
         )
         if answer is not None:
             t.status = answer.status_code
@@ -293,8 +298,12 @@ class OptimoveTrigger:
     status: int | None = None
 
 
-def send_optimove(client: httpx.Client, triggers: list[OptimoveTrigger], stats: ClientStats) -> None:
+def send_optimove(
+    client: httpx.Client, triggers: list[OptimoveTrigger], stats: ClientStats, stop: threading.Event
+) -> None:
     def one(t: OptimoveTrigger) -> None:
+        if stop.is_set():
+            return
         body: dict[str, Any] = {
             "event_generator_id": GENERATORS[t.n % len(GENERATORS)],
             "topic_key": "chaos",
@@ -307,6 +316,7 @@ def send_optimove(client: httpx.Client, triggers: list[OptimoveTrigger], stats: 
             lambda: client.post("/v1/optimove/triggers", json=body, headers={"Idempotency-Key": key}),
             stats,
             random.Random(key),
+            stop,
         )
         if answer is not None:
             t.status = answer.status_code
@@ -363,7 +373,7 @@ def send_webhooks(
                 }
                 return client.post(url, content=raw, headers=headers)
 
-            answer = with_retries(post, stats, rng)
+            answer = with_retries(post, stats, rng, stop)
             request.status = answer.status_code if answer is not None else None
             sent.append(request)
 
@@ -472,8 +482,12 @@ def run(
         load_started = time.monotonic()
         webhook_requests: list[WebhookRequest] = []
         workers = [
-            threading.Thread(target=send_optimized, args=(client, triggers, stats), name="load-optimized"),
-            threading.Thread(target=send_optimove, args=(client, optimove, stats), name="load-optimove"),
+            threading.Thread(
+                target=send_optimized, args=(client, triggers, stats, stop), name="load-optimized"
+            ),
+            threading.Thread(
+                target=send_optimove, args=(client, optimove, stats, stop), name="load-optimove"
+            ),
             threading.Thread(
                 target=send_webhooks,
                 args=(stack, stats, random.Random(SEED + 1), stop, webhook_requests),
@@ -502,12 +516,13 @@ def run(
         while any(w.is_alive() for w in workers):
             time.sleep(0.5)
             if time.monotonic() - load_started > LOAD_TIMEOUT_S:
-                stop.set()  # the webhooks wait for created profiles: never forever
+                stop.set()  # what is not sent by now is not sent (the run stays bounded)
             if time.monotonic() >= next_progress:
                 say("loading: " + progress())
                 next_progress += PROGRESS_EVERY_S
         load_s = time.monotonic() - load_started
-        say(f"load sent in {load_s:.1f} s; draining")
+        cut = f" (cut short after {LOAD_TIMEOUT_S:.0f} s: the rest was not sent)" if stop.is_set() else ""
+        say(f"load sent in {load_s:.1f} s{cut}; draining")
 
         # Drain: every execution terminal, every queue empty and nothing in flight.
         drain_started = time.monotonic()
