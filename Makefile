@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: dev test lint unit integration bench clean
+.PHONY: dev test lint unit integration bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ integration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The whole stack under upstream faults, crashed invocations and compressed time; exits non-zero
+# if any accepted work was lost (bench/bench_chaos.py). Minutes long, so not part of `bench`.
+chaos: $(STAMP)
+	$(BIN)/python -m bench chaos
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

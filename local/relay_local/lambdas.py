@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import importlib
+import json
 import logging
 import multiprocessing
 import os
@@ -70,10 +71,43 @@ _fired: collections.Counter[str] = collections.Counter()
 _fired_lock = threading.Lock()
 
 
+# Metrics the instances printed as CloudWatch EMF lines (unless POWERTOOLS_METRICS_DISABLED),
+# summed by metric name: what CloudWatch would have counted.
+_metrics: collections.Counter[str] = collections.Counter()
+
+
 def failpoints_fired() -> collections.Counter[str]:
     """How often each failpoint fired in the instances of this process's stack, by name."""
     with _fired_lock:
         return collections.Counter(_fired)
+
+
+def metrics_emitted() -> collections.Counter[str]:
+    """Every EMF metric the instances of this process's stack printed, summed by name (metrics
+    must be on: ``POWERTOOLS_METRICS_DISABLED`` unset or false)."""
+    with _fired_lock:
+        return collections.Counter(_metrics)
+
+
+def _count_emf(text: str) -> None:
+    found: collections.Counter[str] = collections.Counter()
+    for line in text.splitlines():
+        if '"_aws"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+            definitions = record["_aws"]["CloudWatchMetrics"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        for definition in definitions if isinstance(definitions, list) else ():
+            for metric in definition.get("Metrics") or ():
+                name = metric.get("Name") if isinstance(metric, dict) else None
+                value = record.get(name) if name else None
+                values = value if isinstance(value, list) else [value]
+                found[name] += sum(v for v in values if isinstance(v, int | float))
+    if found:
+        with _fired_lock:
+            _metrics.update(found)
 
 
 def load_handler(code_uri_dir: str | Path, handler: str) -> Handler:
@@ -304,6 +338,8 @@ class _Pump(threading.Thread):
             names = _FAILPOINT_FIELD.findall(data.decode("utf-8", "replace"))
             with _fired_lock:
                 _fired.update(names)
+        if b'"_aws"' in data:
+            _count_emf(data.decode("utf-8", "replace"))
         stream = getattr(sys, self.stream)
         with contextlib.suppress(Exception):  # a closed or swapped stream must not kill the pump
             stream.write(data.decode("utf-8", "replace"))

@@ -15,6 +15,7 @@ import contextlib
 import hmac
 import json
 import math
+import random
 import re
 import secrets
 import socket
@@ -45,7 +46,11 @@ Json = dict[str, Any]
 
 @dataclass
 class ReceivedBatch:
-    """One request that reached the batches route, whatever its outcome (status 0: dropped)."""
+    """One request that reached the batches route, whatever its outcome (status 0: dropped).
+
+    ``created``: the profiles as the sandbox created them (uuid, external_id) on a 201;
+    ``dropped``: the batch was created (201) but the connection was closed without an answer
+    (``chaos(drop_after_commit=...)``), so the caller cannot know it exists."""
 
     group_id: str
     token: str | None
@@ -54,6 +59,8 @@ class ReceivedBatch:
     profiles: list[Any]
     schedule: dict[str, Any] | None
     batch_uuid: str | None
+    created: list[dict[str, str]] = field(default_factory=list)
+    dropped: bool = False
 
 
 class Hold:
@@ -85,6 +92,18 @@ class _Fault:
     body: Json | None = None
     seconds: float = 0.0
     hold: Hold | None = None
+
+
+@dataclass(frozen=True)
+class _Chaos:
+    """Seeded random upstream trouble on every batch request that no scripted fault takes."""
+
+    fail: float
+    slow: float
+    slow_s: float
+    drop_after_commit: float
+    fail_status: int
+    slow_status: int
 
 
 @dataclass
@@ -408,6 +427,8 @@ class SandboxOptimized:
         self._received: list[ReceivedBatch] = []
         self._faults: deque[_Fault] = deque()
         self._holds: list[Hold] = []
+        self._chaos: _Chaos | None = None
+        self._chaos_rng = random.Random(0)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -469,9 +490,45 @@ class SandboxOptimized:
             self._token_limiter.clear()
             self._received.clear()
             self._faults.clear()
+            self._chaos = None
             holds, self._holds = self._holds, []
         for hold in holds:
             hold.release()
+
+    def chaos(
+        self,
+        *,
+        fail: float = 0.0,
+        slow: float = 0.0,
+        slow_s: float = 1.0,
+        drop_after_commit: float = 0.0,
+        seed: int = 0,
+        fail_status: int = 500,
+        slow_status: int = 503,
+    ) -> None:
+        """Random trouble on batch requests from now on (seeded: the same sequence of draws for
+        the same seed), off by default and cleared by :meth:`reset`; scripted faults
+        (``fail_next`` ...) go first. Each request draws once:
+
+        * ``fail``: answered ``fail_status`` at once (not counted by the throttles);
+        * ``slow``: answered ``slow_status`` after ``slow_s`` seconds (keep it under the caller's
+          read timeout: the caller gets an answer, late);
+        * ``drop_after_commit``: handled normally and, if created (201), recorded as created with
+          ``dropped=True``, then the connection is closed without an answer: the batch exists
+          upstream and the caller cannot know it. A request the throttles refuse is answered.
+
+        All zero turns it off."""
+        for name, value in (("fail", fail), ("slow", slow), ("drop_after_commit", drop_after_commit)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} is a probability (0..1), not {value}")
+        if fail + slow + drop_after_commit > 1.0:
+            raise ValueError("fail + slow + drop_after_commit must not exceed 1")
+        with self._lock:
+            if fail == slow == drop_after_commit == 0.0:
+                self._chaos = None
+                return
+            self._chaos = _Chaos(fail, slow, max(0.0, slow_s), drop_after_commit, fail_status, slow_status)
+            self._chaos_rng = random.Random(seed)
 
     def fail_next(
         self,
@@ -567,8 +624,12 @@ class SandboxOptimized:
         status: int,
         body: Any,
         batch_uuid: str | None = None,
+        answer: _Answer | None = None,
+        *,
+        dropped: bool = False,
     ) -> None:
         profiles = body.get("profiles") if isinstance(body, dict) else None
+        created = answer.body.get("profiles") if answer is not None and status == HTTPStatus.CREATED else None
         schedule = body.get("schedule") if isinstance(body, dict) else None
         record = ReceivedBatch(
             group_id=group_id,
@@ -578,6 +639,8 @@ class SandboxOptimized:
             profiles=list(profiles) if isinstance(profiles, list) else [],
             schedule=schedule if isinstance(schedule, dict) else None,
             batch_uuid=batch_uuid,
+            created=list(created) if isinstance(created, list) else [],
+            dropped=dropped,
         )
         with self._lock:
             self._received.append(record)
@@ -589,6 +652,21 @@ class SandboxOptimized:
             bearer = authorization[7:].strip() or None
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
+            chaos = self._chaos if fault is None else None
+            draw = self._chaos_rng.random() if chaos is not None else 1.0
+        if chaos is not None:
+            if draw < chaos.fail:
+                fault = _Fault("fail", status=chaos.fail_status)
+            elif draw < chaos.fail + chaos.slow:
+                time.sleep(chaos.slow_s)
+                fault = _Fault("fail", status=chaos.slow_status)
+            elif draw < chaos.fail + chaos.slow + chaos.drop_after_commit:
+                answer, body, batch_uuid = self._authorized_batches(group_id, bearer, raw)
+                created = answer.status == HTTPStatus.CREATED
+                self._record(
+                    group_id, bearer, arrived_at, answer.status, body, batch_uuid, answer, dropped=created
+                )
+                return None if created else self._delayed(answer)
         if fault is not None and fault.kind not in ("delay", "hold"):
             body = _loads_or_none(raw)
             if fault.kind == "drop":
@@ -602,7 +680,7 @@ class SandboxOptimized:
         elif fault is not None:
             time.sleep(fault.seconds)
         answer, body, batch_uuid = self._authorized_batches(group_id, bearer, raw)
-        self._record(group_id, bearer, arrived_at, answer.status, body, batch_uuid)
+        self._record(group_id, bearer, arrived_at, answer.status, body, batch_uuid, answer)
         return self._delayed(answer)
 
     def _authorized_batches(

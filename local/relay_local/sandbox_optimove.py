@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import hmac
 import json
+import random
 import re
 import threading
 import time
@@ -48,6 +49,7 @@ class ReceivedRun:
     arrived_at: float
     status: int
     execution_id: str | None = None
+    dropped: bool = False  # created (202) but the connection was closed without an answer
 
 
 @dataclass
@@ -66,6 +68,13 @@ class _Fault:
     headers: dict[str, str] = field(default_factory=dict)
     route: str = "run"  # run | status
     generator_id: str | None = None  # only requests for this generator (runs only)
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        return None
 
 
 def _iso(ts: float) -> str:
@@ -99,6 +108,9 @@ class SandboxOptimove:
         self.rate_limited = 0
         self.executions: dict[str, _Execution] = {}
         self._faults: deque[_Fault] = deque()
+        # Seeded random trouble on runs (see chaos()): (fail, slow, slow_s, drop_after_commit).
+        self._chaos: tuple[float, float, float, float] | None = None
+        self._chaos_rng = random.Random(0)
         self._recent: deque[float] = deque()  # accepted request times, for the 1 s limit
         self._all_times: list[float] = []  # every request that counted against the limit
         self._lock = threading.Lock()
@@ -127,6 +139,26 @@ class SandboxOptimove:
             for _ in range(count):
                 self._faults.append(_Fault(status, dict(headers or {}), route, generator_id))
 
+    def chaos(
+        self,
+        *,
+        fail: float = 0.0,
+        slow: float = 0.0,
+        slow_s: float = 1.0,
+        drop_after_commit: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        """Seeded random trouble on run requests that no scripted fault takes, off by default and
+        cleared by :meth:`reset`: ``fail`` answers 500; ``slow`` answers 503 after ``slow_s``;
+        ``drop_after_commit`` creates the execution (recorded as a 202 run, ``dropped=True``) and
+        closes the connection without an answer. All zero turns it off."""
+        if min(fail, slow, drop_after_commit) < 0 or fail + slow + drop_after_commit > 1:
+            raise ValueError("chaos probabilities must be >= 0 and add up to at most 1")
+        with self._lock:
+            off = fail == slow == drop_after_commit == 0.0
+            self._chaos = None if off else (fail, slow, max(0.0, slow_s), drop_after_commit)
+            self._chaos_rng = random.Random(seed)
+
     def accepted_runs(self) -> list[ReceivedRun]:
         with self._lock:
             return [r for r in self.runs if r.status == 202]
@@ -147,6 +179,7 @@ class SandboxOptimove:
             self.runs.clear()
             self.executions.clear()
             self._faults.clear()
+            self._chaos = None
             self._recent.clear()
             self._all_times.clear()
             self.status_reads = self.rate_limited = 0
@@ -217,12 +250,29 @@ class SandboxOptimove:
                 return 429, {"Retry-After": str(self.retry_after_s)}, {"message": FAULT_MESSAGES[429]}
             if status_match:
                 self.status_reads += 1
+            chaos = self._chaos if run and not fault and not denied else None
+            draw = self._chaos_rng.random() if chaos else 1.0
         if denied:
             return denied, {}, {"message": FAULT_MESSAGES[denied]}
+        drop = False
+        if chaos is not None:
+            fail, slow, slow_s, drop_after_commit = chaos
+            if draw < fail:
+                fault = _Fault(500)
+            elif draw < fail + slow:
+                time.sleep(slow_s)
+                fault = _Fault(503)
+            drop = fail + slow <= draw < fail + slow + drop_after_commit
         if fault:
             if run:
+                # What a chaos fault refused is recorded with its context (who asked for what).
+                asked = _json_or_none(body) if chaos is not None else None
+                asked = asked if isinstance(asked, dict) else {}
+                run_ = ReceivedRun(
+                    run["generator"], asked.get("topic_key"), asked.get("context"), now, fault.status
+                )
                 with self._lock:
-                    self.runs.append(ReceivedRun(run["generator"], None, None, now, fault.status))
+                    self.runs.append(run_)
             return fault.status, fault.headers, {"message": FAULT_MESSAGES.get(fault.status, "fault")}
         if status_match:
             with self._lock:
@@ -261,8 +311,10 @@ class SandboxOptimove:
         with self._lock:
             self.executions[execution_id] = execution
             self.runs.append(
-                ReceivedRun(generator, payload["topic_key"], payload["context"], now, 202, execution_id)
+                ReceivedRun(generator, payload["topic_key"], payload["context"], now, 202, execution_id, drop)
             )
+        if drop:
+            return 0, {}, None  # created; the caller gets no answer
         return 202, {}, {"execution_id": execution_id, "status": "queued"}
 
     # -- server -----------------------------------------------------------------------------------
@@ -277,6 +329,9 @@ class SandboxOptimove:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 status, headers, payload = sandbox.handle(self.command, self.path, self.headers, body)
+                if status == 0:  # chaos: dropped after commit
+                    self.close_connection = True
+                    return
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -402,6 +402,11 @@ class LocalStack:
         """How often each failpoint (``RELAY_FAILPOINTS``) fired in a function instance, by name."""
         return lambdas.failpoints_fired()
 
+    def metrics_emitted(self) -> collections.Counter[str]:
+        """Every EMF metric the functions printed (e.g. the reconciler's ``Repaired<Kind>``),
+        summed by name; metrics must not be disabled (``POWERTOOLS_METRICS_DISABLED``)."""
+        return lambdas.metrics_emitted()
+
     def poller_stats(self) -> dict[str, dict[str, int]]:
         return self.pollers.stats() if self.pollers else {}
 

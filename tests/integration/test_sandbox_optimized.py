@@ -371,3 +371,54 @@ def test_keep_alive_reuses_connection(sandbox: SandboxOptimized, client: httpx.C
         stream = r.extensions["network_stream"]
         ports.add(stream.get_extra_info("client_addr")[1])
     assert len(ports) == 1
+
+
+def _chaos_run(seed: int, n: int = 80) -> tuple[list[str], list[ReceivedBatch]]:
+    """``n`` requests to fresh groups (no throttle in the way) under chaos; what each client saw."""
+    seen: list[str] = []
+    with SandboxOptimized(token=TOKEN, group_limit=1000, token_limit=1000) as sb:
+        sb.chaos(fail=0.25, slow=0.25, slow_s=0.05, drop_after_commit=0.25, seed=seed)
+        with httpx.Client(base_url=sb.url, timeout=5) as c:
+            for i in range(n):
+                try:
+                    seen.append(str(post(c, group=str(uuid.uuid4()), payload=body(1 + i % 3)).status_code))
+                except httpx.RemoteProtocolError:
+                    seen.append("dropped")
+        return seen, sb.received
+
+
+def test_chaos_fails_slows_and_drops_after_commit_seeded() -> None:
+    seen, received = _chaos_run(seed=7)
+    assert {"500", "503", "201", "dropped"} <= set(seen), seen
+    # The same seed gives the same sequence; another seed another one.
+    assert _chaos_run(seed=7)[0] == seen
+    assert _chaos_run(seed=8)[0] != seen
+    assert len(received) == len(seen)
+    for answer, batch in zip(seen, received, strict=True):
+        if answer == "dropped":
+            # Committed upstream, recorded as created, though the caller got no answer.
+            assert (batch.status, batch.dropped) == (201, True)
+            assert batch.batch_uuid is not None
+            assert len(batch.created) == len(batch.profiles) > 0
+        else:
+            assert (str(batch.status), batch.dropped) == (answer, False)
+            assert bool(batch.created) == (answer == "201")
+
+
+def test_chaos_slow_answers_late_and_reset_clears_chaos(
+    sandbox: SandboxOptimized, client: httpx.Client
+) -> None:
+    sandbox.chaos(slow=1.0, slow_s=0.2)
+    start = time.monotonic()
+    assert post(client).status_code == 503
+    assert time.monotonic() - start >= 0.2
+    sandbox.fail_next(422)  # a scripted fault goes first
+    assert post(client).status_code == 422
+    sandbox.reset()
+    assert post(client).status_code == 201
+    sandbox.chaos(fail=1.0)
+    assert post(client).status_code == 500
+    sandbox.chaos()  # all zero: off
+    assert post(client).status_code == 201
+    with pytest.raises(ValueError, match="must not exceed 1"):
+        sandbox.chaos(fail=0.6, slow=0.6)
