@@ -264,6 +264,21 @@ def optimized_triggers(rng: random.Random) -> list[Trigger]:
     return triggers
 
 
+def post_trigger(
+    client: httpx.Client, path: str, body: dict[str, Any], key: str, stats: ClientStats, stop: threading.Event
+) -> tuple[int | None, str | None]:
+    """POST a trigger under its Idempotency-Key, retried as a client would: (status, execution id)."""
+    answer = with_retries(
+        lambda: client.post(path, json=body, headers={"Idempotency-Key": key}),
+        stats,
+        random.Random(key),
+        stop,
+    )
+    if answer is None:
+        return None, None
+    return answer.status_code, (answer.json()["execution_id"] if answer.status_code == 202 else None)
+
+
 def send_optimized(
     client: httpx.Client, triggers: list[Trigger], stats: ClientStats, stop: threading.Event
 ) -> None:
@@ -274,17 +289,7 @@ def send_optimized(
             "group_id": t.group_id,
             "profiles": [{"person": {"phone_number": p}, "ref": p} for p in t.phones],
         }
-        rng = random.Random(t.key)
-        answer = with_retries(
-            lambda: client.post("/v1/optimized/triggers", json=body, headers={"Idempotency-Key": t.key}),
-            stats,
-            rng,
-            stop,
-        )
-        if answer is not None:
-            t.status = answer.status_code
-            if answer.status_code == 202:
-                t.execution_id = answer.json()["execution_id"]
+        t.status, t.execution_id = post_trigger(client, "/v1/optimized/triggers", body, t.key, stats, stop)
 
     with ThreadPoolExecutor(4, thread_name_prefix="chaos-optimized") as pool:
         list(pool.map(one, triggers))
@@ -312,16 +317,7 @@ def send_optimove(
         if t.send_in_s is not None:
             body["send_at"] = datetime.fromtimestamp(time.time() + t.send_in_s, UTC).isoformat()
         key = f"chaos-{SEED}-optimove-{t.n}"
-        answer = with_retries(
-            lambda: client.post("/v1/optimove/triggers", json=body, headers={"Idempotency-Key": key}),
-            stats,
-            random.Random(key),
-            stop,
-        )
-        if answer is not None:
-            t.status = answer.status_code
-            if answer.status_code == 202:
-                t.execution_id = answer.json()["execution_id"]
+        t.status, t.execution_id = post_trigger(client, "/v1/optimove/triggers", body, key, stats, stop)
 
     with ThreadPoolExecutor(2, thread_name_prefix="chaos-optimove") as pool:
         list(pool.map(one, triggers))
