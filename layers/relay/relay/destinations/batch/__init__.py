@@ -1,0 +1,1 @@
+"""Batch.com: profile updates and custom-id audiences within its limits (being built)."""
