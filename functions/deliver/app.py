@@ -11,6 +11,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from relay import destinations  # noqa: F401 - registers every destination (results may be mirrored)
 from relay.core import tracing
 from relay.results import wiring
 from relay.results.deliver import handle_message

@@ -1,5 +1,5 @@
-"""GET /v1/executions/{id}/results, GET /v1/results?unmatched=true (webhook results) and
-POST /v1/results/replay (forwarding on again, a window's results forwarded once more)."""
+"""GET /v1/executions/{id}/results, GET /v1/results?unmatched=true and ?mirror=skipped (webhook
+results) and POST /v1/results/replay (forwarding on again, a window's results forwarded once more)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from relay.core import wiring
 from relay.core.http import ApiError
 from relay.executions import service as execution_flows
 from relay.results import listing
-from relay.results.models import ReplayAccepted, ReplayRequest, ResultPage, ResultType
+from relay.results.models import MirrorFilter, ReplayAccepted, ReplayRequest, ResultPage, ResultType
 
 from routes.errors import answers
 
@@ -41,19 +41,33 @@ def execution_results(
 
 @router.get(
     "/v1/results",
-    summary="Webhook results that matched no execution, oldest first",
+    summary="Webhook results that matched no execution, or that could not be mirrored, oldest first",
     responses=answers(200, "A page of results", 400, 401, 422),
     tags=["results"],
 )
 def unmatched_results(
-    unmatched: Annotated[bool, Query(description="Must be true: matched results are listed per execution")],
+    unmatched: Annotated[
+        bool | None, Query(description="true: results that matched no execution (or use mirror=skipped)")
+    ] = None,
+    mirror: Annotated[
+        MirrorFilter | None,
+        Query(description="skipped: results a destination could not mirror (e.g. no Batch custom id)"),
+    ] = None,
     type: Annotated[ResultType | None, Query(description="Only results of this type")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> ResultPage:
-    if not unmatched:
+    if mirror is not None and unmatched is None:
+        try:
+            return listing.list_mirror_skipped(wiring.table(), type_=type, limit=limit, next_token=next_token)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_token", str(exc)) from exc
+    if not unmatched or mirror is not None:
         raise ApiError(
-            400, "unsupported_filter", "Only unmatched=true is listed here; see /v1/executions/{id}/results"
+            400,
+            "unsupported_filter",
+            "List unmatched=true or mirror=skipped (one of them); matched results are listed per execution"
+            " at /v1/executions/{id}/results",
         )
     return _page(None, type, limit, next_token)
 

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from relay.core.models import Model
 
-# Result counters every execution shows (the results path adds to them as results arrive).
-COUNTERS = ("delivered", "failed", "opened", "answered", "no_answer", "replied", "opted_out", "unknown")
+# Result counters every execution shows (the results path adds to them as results arrive;
+# ``mirror_skipped``: results a destination that mirrors them could not, e.g. no profile id).
+COUNTERS = (
+    "delivered",
+    "failed",
+    "opened",
+    "answered",
+    "no_answer",
+    "replied",
+    "opted_out",
+    "unknown",
+    "mirror_skipped",
+)
 
 
 class ResultCounts(Model):
@@ -21,6 +32,25 @@ class ResultCounts(Model):
     replied: int = 0
     opted_out: int = 0
     unknown: int = 0
+    mirror_skipped: int = Field(
+        0, description="Results not mirrored onto another platform's profile (see the result's mirrors)"
+    )
+
+
+class ResultMirror(Model):
+    """A result mirrored onto another platform (a destination that mirrors results), decided when
+    the result was recorded."""
+
+    destination: str = Field(description="The destination that mirrors the result")
+    status: Literal["mirrored", "skipped"] = Field(
+        description="mirrored: handed over as the execution execution_id; skipped: see reason"
+    )
+    profile: str | None = Field(None, description="The destination's profile id it was mirrored onto")
+    execution_id: str | None = Field(
+        None,
+        description="The destination's execution carrying it (GET /v1/executions/{id}: delivered or why not)",
+    )
+    reason: str | None = Field(None, description="Why it was skipped")
 
 
 class ChunkCounts(Model):

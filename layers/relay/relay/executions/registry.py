@@ -1,8 +1,9 @@
 """The destination registry: generic code asks it, and never names a destination.
 
 A destination is a :class:`Destination` registered once (``relay.destinations`` lists them all).
-It says how its executions are viewed, cancelled and listed as scheduled work, and how its queue
-messages (``{"destination": name, "kind": ...}``) are handled and re-driven. Implementations
+It says how its executions are viewed, cancelled and listed as scheduled work, how its queue
+messages (``{"destination": name, "kind": ...}``) are handled and re-driven, and whether it
+mirrors the results another destination's sends cause (:meth:`Destination.mirror_plan`). Implementations
 import their heavy modules inside the methods, so registering costs nothing at cold start.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.core.store.table import Table
-from relay.executions.models import ExecutionView, ScheduledItem
+from relay.executions.models import ExecutionView, ResultMirror, ScheduledItem
 
 Emit = Callable[[str, float], None]
 # The key a message parked by the relay carries (``Queue.dead_letter``): why it was given up on.
@@ -76,6 +77,24 @@ class Destination:
         """Act on one dead-lettered message of this destination (`relay-dlq redrive`)."""
         raise ValueError(f"cannot re-drive a message of kind {message.get('kind')!r}")
 
+    # --- Mirroring results (a destination that copies campaign results onto its own profiles) ---
+
+    def kept_profile_attributes(self) -> tuple[str, ...]:
+        """Names of input-profile attributes this destination needs when it mirrors a result: the
+        destination that sends the profiles keeps them on each profile's result link."""
+        return ()
+
+    def mirror_plan(self, result: dict[str, Any], profile_attributes: dict[str, Any]) -> ResultMirror | None:
+        """How this destination mirrors a result about to be recorded (the result's view and its
+        input profile's kept attributes), or None when it does not. No I/O: the plan is stored
+        with the result, in the transaction that records it."""
+        return None
+
+    def mirror_results(self, results: list[dict[str, Any]], emit: Emit) -> None:
+        """Carry out the plans (``result["mirrors"]``, this destination's says ``mirrored``) of
+        recorded results. Called after each recording and again after a crash or a redelivery:
+        must be safe to repeat."""
+
 
 _registered: dict[str, Destination] = {}
 
@@ -94,6 +113,29 @@ def get(name: str | None) -> Destination:
 
 def every() -> list[Destination]:
     return list(_registered.values())
+
+
+def kept_profile_attributes() -> tuple[str, ...]:
+    """Every input-profile attribute a destination that mirrors results needs, in a stable order."""
+    return tuple(dict.fromkeys(name for d in _registered.values() for name in d.kept_profile_attributes()))
+
+
+def mirror_plans(result: dict[str, Any], profile_attributes: dict[str, Any]) -> list[ResultMirror]:
+    """Every registered destination's plan for a result."""
+    plans = (d.mirror_plan(result, profile_attributes) for d in _registered.values())
+    return [plan for plan in plans if plan is not None]
+
+
+def mirror(results: list[dict[str, Any]], emit: Emit) -> None:
+    """Carry out the stored plans of recorded results, each destination with its own (a skipped
+    plan has nothing to carry out)."""
+    by_destination: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        for plan in result.get("mirrors") or []:
+            if plan.get("status") == "mirrored":
+                by_destination.setdefault(plan["destination"], []).append(result)
+    for name, planned in by_destination.items():
+        get(name).mirror_results(planned, emit)
 
 
 def statuses() -> tuple[str, ...]:

@@ -5,7 +5,15 @@ copy, and every step is safe to repeat. Failed forwards re-queue the message on 
 schedule (RESULTS_RETRY_SCHEDULE_S, chained SQS delays beyond 15 minutes); the last one
 dead-letters it, and disables forwarding when the endpoint has failed for the whole schedule.
 A forward that would not fit the invocation's time left is re-queued rather than cut off by the
-Lambda timeout."""
+Lambda timeout.
+
+A destination that mirrors results onto its own profiles (the registry's ``mirror_plan``) decides
+how when the result is recorded - stored with it, in the same transaction - and is handed the
+result after it was recorded and before it is forwarded, by the message that recorded it: a crash
+in between leaves that message on the queue, and its redelivery finds the stored result and
+mirrors it then (the destination takes each result once, whatever is repeated). A message the
+queue gives up on is dead-lettered (alarmed) and re-driven with the same token, which mirrors it.
+Nothing else records a result, so no recorded result can be left unmirrored without a message."""
 
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ from relay.core.failpoints import failpoint
 from relay.core.queue import MAX_DELAY_S, Queue
 from relay.core.store import keys
 from relay.core.store.table import Table
+from relay.executions import registry
 from relay.executions.registry import PARKED
 from relay.results import links, store
 from relay.results.messages import INLINE_EVENT_BYTES, unparked
@@ -74,6 +83,9 @@ def handle_message(message: dict[str, Any], deps: DeliverDeps) -> str:
         if view is None:
             return "recorded by another message, which forwards it"
         failpoint("deliver.after_count")
+        if view.get("mirrors"):
+            registry.mirror([view], deps.emit)
+            failpoint("deliver.after_mirror")
     elif kind == "forward":  # a retry (or a replay)
         if not_due(message, deps):
             return "retry not due yet: waiting again"
@@ -109,6 +121,7 @@ def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any] 
     )
     failpoint("deliver.after_link")
     view = result_view(event, received_at, link)
+    view["mirrors"] = mirror_plans(view, link)
     now = deps.clock()
     expires_at = int(now + deps.settings.execution_ttl_days * 86_400)
     ledger = {"source": source, "token": token, "ttl_s": deps.settings.webhook_dedupe_ttl_s}
@@ -116,8 +129,15 @@ def record_result(message: dict[str, Any], deps: DeliverDeps) -> dict[str, Any] 
         outcome = store.record(deps.table, store.item_from(view, expires_at), now, **ledger)
     except store.ExecutionGone:
         view |= {"matched": False, "execution_id": None, "chunk_seq": None, "profile_index": None}
+        view["mirrors"] = mirror_plans(view, None)
         outcome = store.record(deps.table, store.item_from(view, expires_at), now, **ledger)
     deps.emit("ResultsMatched" if view["matched"] else "ResultsUnmatched", 1 if outcome.new else 0)
+    if outcome.new and store.mirror_skipped(view):
+        deps.emit("ResultsMirrorSkipped", 1)
+        logger.warning(
+            "result not mirrored: listed by GET /v1/results?mirror=skipped",
+            extra={"event_id": view["event_id"], "mirrors": view["mirrors"]},
+        )
     logger.info(
         "result recorded" if outcome.new else "result already recorded",
         extra={"event_id": view["event_id"], "type": view["type"], "execution_id": view["execution_id"]},
@@ -149,6 +169,13 @@ def result_view(event: dict[str, Any], received_at: str, link: dict[str, Any] | 
     ).model_dump(mode="json")
     view["raw"] = event.get("raw")
     return view
+
+
+def mirror_plans(view: dict[str, Any], link: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """How each destination that mirrors results mirrors this one (no I/O; stored with it). The
+    link carries the input profile's attributes those destinations asked to keep."""
+    attributes = (link or {}).get("attributes") or {}
+    return [plan.model_dump(mode="json") for plan in registry.mirror_plans(view, attributes)]
 
 
 def not_due(message: dict[str, Any], deps: DeliverDeps) -> bool:

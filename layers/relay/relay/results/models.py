@@ -9,9 +9,9 @@ from pydantic import Field, field_validator
 
 from relay.core.models import Model
 from relay.core.timeutil import within_range
-from relay.executions.models import COUNTERS, ResultCounts
+from relay.executions.models import COUNTERS, ResultCounts, ResultMirror
 
-__all__ = ["COUNTERS", "ResultCounts"]
+__all__ = ["COUNTERS", "ResultCounts", "ResultMirror"]
 
 ResultType = Literal[
     "sms.delivered",
@@ -70,6 +70,13 @@ class ResultView(ResultEvent):
     chunk_seq: int | None = None
     profile_index: int | None = Field(None, description="Index of the profile in the caller's trigger")
     ref: str | None = Field(None, description="The caller's own ref of that profile")
+    mirrors: list[ResultMirror] = Field(
+        default_factory=list,
+        description="Where the result is mirrored onto another platform's profile (Batch.com), or why not",
+    )
+
+
+MirrorFilter = Literal["skipped"]
 
 
 class ResultPage(Model):

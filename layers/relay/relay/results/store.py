@@ -229,10 +229,12 @@ def record(
     execution_id = item.get("execution_id")
     if execution_id:
         counter = "results_" + COUNTER_OF_TYPE.get(item["type"], "unknown")
+        # A result that a destination could not mirror is counted in the same update (no extra I/O).
+        skipped = ", results_mirror_skipped :one" if mirror_skipped(item) else ""
         operations.append(
             update_operation(
                 keys.execution(execution_id),
-                "ADD #counter :one SET results_updated_at = :now",
+                f"ADD #counter :one{skipped} SET results_updated_at = :now",
                 values=codec.values(one=1, now=now),
                 names={"#counter": counter},
                 condition="attribute_exists(pk)",
@@ -358,11 +360,18 @@ def item_from(view: dict[str, Any], expires_at: int) -> dict[str, Any]:
     stored["raw_json"] = json.dumps(view.get("raw"), separators=(",", ":"), default=str)
     stored["expires_at"] = expires_at
     index = keys.received_index(view["received_at"], str(view.get("type")), view["event_id"])
+    if mirror_skipped(view):  # listed by GET /v1/results?mirror=skipped
+        index |= keys.mirror_skipped_index(view["received_at"], view["event_id"])
     return {**keys.result(view.get("execution_id"), view["received_at"], view["event_id"]), **stored, **index}
 
 
+def mirror_skipped(view: dict[str, Any]) -> bool:
+    """A destination that mirrors results could not mirror this one (no profile id, ...)."""
+    return any(m.get("status") == "skipped" for m in view.get("mirrors") or [])
+
+
 def view_from(item: dict[str, Any]) -> dict[str, Any]:
-    hidden = ("pk", "sk", "raw_json", "expires_at", "gsi2pk", "gsi2sk")
+    hidden = ("pk", "sk", "raw_json", "expires_at", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk")
     view = {k: v for k, v in item.items() if k not in hidden}
     view["raw"] = json.loads(item.get("raw_json") or "null")
     return view
@@ -445,3 +454,48 @@ def received_between(
                 if found >= limit:
                     return
         day += timedelta(days=1)
+
+
+# --- Results a destination could not mirror (gsi3, sparse, keys only) -----------------------------
+
+Positions = dict[str, dict[str, Any] | None]
+
+
+def mirror_skipped_page(
+    table: Table, *, limit: int, start: Positions | None
+) -> tuple[list[dict[str, Any]], Positions | None]:
+    """Up to ``limit`` results not mirrored, oldest first, merged from every partition of the
+    listing, and where each partition stands after them (None: all read). Each partition gives at
+    most ``limit`` keys a page; the page's items are then read in one BatchGetItem."""
+    positions: Positions = start if start is not None else dict.fromkeys(keys.mirror_skipped_partitions())
+    read: dict[str, tuple[list[dict[str, Any]], bool]] = {}
+    for partition, position in positions.items():
+        kwargs: dict[str, Any] = {
+            "IndexName": keys.MIRROR_SKIPPED_INDEX,
+            "KeyConditionExpression": "gsi3pk = :p",
+            "ExpressionAttributeValues": codec.values(p=partition),
+            "Limit": limit,
+        }
+        if position:
+            kwargs["ExclusiveStartKey"] = position
+        found, last = table.query(**kwargs)
+        read[partition] = (found, last is not None)
+    oldest = sorted(
+        ((item, partition) for partition, (found, _) in read.items() for item in found),
+        key=lambda pair: str(pair[0]["gsi3sk"]),
+    )[:limit]
+    taken = {partition: item for item, partition in oldest}  # the last one taken from each
+    after: Positions = {}
+    for partition, (found, more) in read.items():
+        if partition in taken:
+            if more or taken[partition] is not found[-1]:
+                after[partition] = codec.dump(
+                    {k: taken[partition][k] for k in ("pk", "sk", "gsi3pk", "gsi3sk")}
+                )
+        elif found or more:
+            after[partition] = positions[partition]  # nothing of it on this page: it stays put
+    items = {
+        (i["pk"], i["sk"]): i for i in table.get_many([{"pk": k["pk"], "sk": k["sk"]} for k, _ in oldest])
+    }
+    # An item gone between the index read and this one (expired) is left out.
+    return [items[(k["pk"], k["sk"])] for k, _ in oldest if (k["pk"], k["sk"]) in items], (after or None)

@@ -2,7 +2,8 @@
 
 RelayTable (single table): ``pk``/``sk``; gsi1 lists executions newest first; gsi2 holds work
 that waits for something: pending and sending chunks per Optimized.app group (by creation) and
-scheduled Optimove triggers (by send time). LinksTable: upstream ids -> what caused them.
+scheduled Optimove triggers (by send time); gsi3 (keys only) lists executions by run time and
+results a destination could not mirror. LinksTable: upstream ids -> what caused them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import zlib
 EXECUTIONS_INDEX = "gsi1"
 WAITING_INDEX = "gsi2"  # pending/sending chunks per group, scheduled triggers per destination
 RUN_TIMES_INDEX = "gsi3"  # executions with a run time, per UTC day of it
+MIRROR_SKIPPED_INDEX = RUN_TIMES_INDEX  # results not mirrored (their own partitions, keys only)
 # Index partitions every trigger writes are spread over this many shards (merged when read): one
 # index partition takes about 1,000 writes a second, so an unsharded one would throttle - and,
 # through back-pressure, trigger acceptance - near 1,000 triggers a second.
@@ -210,6 +212,22 @@ def received_index(received_iso: str, type_: str, event_id: str) -> dict[str, st
         "gsi2pk": received_partition(received_iso[:10], shard),
         "gsi2sk": f"{received_iso}#{type_}#{event_id}",
     }
+
+
+# Results a destination could not mirror (e.g. no Batch custom id): sparse gsi3 keys on the result
+# item itself (no item of their own), spread like the listing of executions, merged when read.
+MIRROR_SKIPPED_PARTITION = "RESULTS#MIRROR_SKIPPED"
+
+
+def mirror_skipped_index(received_iso: str, event_id: str) -> dict[str, str]:
+    return {
+        "gsi3pk": f"{MIRROR_SKIPPED_PARTITION}#{shard_of(event_id)}",
+        "gsi3sk": f"{received_iso}#{event_id}",
+    }
+
+
+def mirror_skipped_partitions() -> list[str]:
+    return [f"{MIRROR_SKIPPED_PARTITION}#{n}" for n in range(SHARDS)]
 
 
 def forwarding_state(url: str) -> dict[str, str]:

@@ -4,9 +4,28 @@ SDKs and third-party code as the default), retries, audiences and result mirrori
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import re
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from relay.core.settings import BaseUrl, RelaySettings, loader
+
+# The Batch event each type of Optimized.app result becomes when results are mirrored
+# (BATCH_EVENT_NAMES overrides any of them; null: no event for that type). `unknown` results (a
+# webhook the relay could not read) have none by default.
+DEFAULT_EVENT_NAMES: dict[str, str | None] = {
+    "sms.delivered": "sms_delivered",
+    "sms.failed": "sms_failed",
+    "sms.reply": "sms_replied",
+    "email.delivered": "email_delivered",
+    "email.opened": "email_opened",
+    "email.bounced": "email_bounced",
+    "call.completed": "call_completed",
+    "call.no_answer": "call_no_answer",
+    "call.failed": "call_failed",
+    "profile.opted_out": "opted_out",
+    "unknown": None,
+}
 
 
 class BatchSettings(RelaySettings):
@@ -56,10 +75,39 @@ class BatchSettings(RelaySettings):
     batch_mirror_results: bool = False
     # `ref` (the input profile's ref) or `attribute:<name>` (one of its attributes).
     batch_custom_id_from: str = Field("ref", pattern=r"^(ref|attribute:.+)$")
+    # JSON object: result type -> Batch event name (or null: no event), over DEFAULT_EVENT_NAMES.
+    batch_event_names: dict[str, str | None] = Field(default_factory=dict)
 
     # --- Resources (set by the template / the local stack) -------------------------------------
     batch_queue_url: str = ""
     batch_dlq_url: str = ""
+
+    @field_validator("batch_event_names")
+    @classmethod
+    def _known_types(cls, names: dict[str, str | None]) -> dict[str, str | None]:
+        unknown = sorted(set(names) - set(DEFAULT_EVENT_NAMES))
+        if unknown:
+            raise ValueError(
+                f"BATCH_EVENT_NAMES: no result type {unknown}; types: {sorted(DEFAULT_EVENT_NAMES)}"
+            )
+        return names
+
+    @model_validator(mode="after")
+    def _event_names_valid(self) -> BatchSettings:
+        pattern = re.compile(self.batch_event_name_pattern)
+        bad = {t: n for t, n in self.event_names().items() if n is not None and not pattern.fullmatch(n)}
+        if bad:
+            raise ValueError(f"BATCH_EVENT_NAMES: {bad} do not match BATCH_EVENT_NAME_PATTERN")
+        return self
+
+    def event_names(self) -> dict[str, str | None]:
+        """The Batch event name of each result type (None: mirrored without an event)."""
+        return DEFAULT_EVENT_NAMES | self.batch_event_names
+
+    def custom_id_attribute(self) -> str | None:
+        """The input profile's attribute that holds the Batch custom id (None: its ref does)."""
+        source, _, name = self.batch_custom_id_from.partition(":")
+        return name if source == "attribute" else None
 
     def batch_key_sources(self):  # -> (SecretSource, SecretSource)
         """(REST key, project key): plain settings locally, Secrets Manager in AWS."""
