@@ -26,7 +26,8 @@ receiver = test_results_webhooks.receiver
 results_env = test_results_webhooks.results_env
 
 NO_COUNTS = dict.fromkeys(
-    ["delivered", "failed", "opened", "answered", "no_answer", "replied", "opted_out", "unknown"], 0
+    ["delivered", "failed", "opened", "answered", "no_answer", "replied", "opted_out", "unknown", "mirror_skipped"],
+    0,
 )
 
 

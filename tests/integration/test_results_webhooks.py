@@ -182,7 +182,7 @@ def test_results_of_a_completed_execution_are_counted_listed_and_forwarded_once(
     counts = until(lambda: results_of(api, execution_id), lambda r: sum(r.values()) == 3, "counters")
     assert counts == {
         "delivered": 1, "failed": 0, "opened": 1, "answered": 0,
-        "no_answer": 1, "replied": 0, "opted_out": 0, "unknown": 0,
+        "no_answer": 1, "replied": 0, "opted_out": 0, "unknown": 0, "mirror_skipped": 0,
     }  # fmt: skip
 
     listed = api.http.get(f"/v1/executions/{execution_id}/results").json()
