@@ -26,7 +26,17 @@ receiver = test_results_webhooks.receiver
 results_env = test_results_webhooks.results_env
 
 NO_COUNTS = dict.fromkeys(
-    ["delivered", "failed", "opened", "answered", "no_answer", "replied", "opted_out", "unknown", "mirror_skipped"],
+    [
+        "delivered",
+        "failed",
+        "opened",
+        "answered",
+        "no_answer",
+        "replied",
+        "opted_out",
+        "unknown",
+        "mirror_skipped",
+    ],
     0,
 )
 
