@@ -186,7 +186,8 @@ def run_backlog(stack: Any, n: int) -> dict[str, Any]:
 
 def main(results: int = DEFAULT_RESULTS) -> None:
     print(
-        f"== Results mirrored onto Batch.com: {results:,} results, {UPDATES_PER_S:g} updates/s, burst {BURST:,} =="
+        f"== Results mirrored onto Batch.com: {results:,} results, {UPDATES_PER_S:g} updates/s,"
+        f" burst {BURST:,} =="
     )
     env = {
         "WEBHOOK_SECRET": SECRET,
