@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.core.store.table import Table
-from relay.executions.models import ExecutionView
+from relay.executions.models import ExecutionView, ResultMirror
 from relay.executions.registry import Destination, Emit
 
 NAME = "batch"
@@ -66,6 +66,29 @@ class Batch(Destination):
         from relay.destinations.batch.redrive import redrive
 
         return redrive(message, now)
+
+    # --- Optimized.app results mirrored onto Batch profiles (``mirror.py``) ---------------------
+
+    def kept_profile_attributes(self) -> tuple[str, ...]:
+        from relay.destinations.batch.settings import get_settings
+
+        s = get_settings()
+        attribute = s.custom_id_attribute() if s.batch_mirror_results else None
+        return (attribute,) if attribute else ()
+
+    def mirror_plan(self, result: dict[str, Any], profile_attributes: dict[str, Any]) -> ResultMirror | None:
+        from relay.destinations.batch import mirror
+        from relay.destinations.batch.settings import get_settings
+
+        return mirror.plan(result, profile_attributes, get_settings())
+
+    def mirror_results(self, results: list[dict[str, Any]], emit: Emit) -> None:
+        import time
+
+        from relay.destinations.batch import mirror
+        from relay.destinations.batch.settings import get_settings
+
+        mirror.mirror(results, get_settings(), time.time(), emit)
 
 
 DESTINATION = Batch()

@@ -24,13 +24,14 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from relay.destinations.batch import NAME
 from relay.destinations.batch.settings import BatchSettings
 from relay.executions.models import ResultMirror
 from relay.executions.registry import Emit
 
 logger = Logger(child=True)
 
-DESTINATION = "batch"
+DESTINATION = NAME
 ORIGIN = "results"  # the origin of the executions mirroring results (the execution view shows it)
 OPTED_OUT = "profile.opted_out"
 UNSUBSCRIBED = "unsubscribed"
@@ -178,7 +179,7 @@ def planned(result: dict[str, Any]) -> dict[str, Any] | None:
 
 def mirror(results: list[dict[str, Any]], s: BatchSettings, now: float, emit: Emit) -> int:
     """Hand each planned result's operation to the profile-update path, once per result (its
-    execution id is the result's): how many were handed over for the first time."""
+    execution id is the result's): how many were handed over."""
     from relay.destinations.batch.accept import accept_operations
 
     handed = 0
@@ -192,11 +193,15 @@ def mirror(results: list[dict[str, Any]], s: BatchSettings, now: float, emit: Em
             origin=ORIGIN,
             refs=[result["event_id"]],
         )
-        if answer.get("created", True):
-            handed += 1
+        handed += 1
         logger.info(
-            "result mirrored onto a Batch profile",
-            extra={"event_id": result["event_id"], "execution_id": stored["execution_id"]},
+            "result handed to the Batch profile updates",
+            extra={
+                "event_id": result["event_id"],
+                "execution_id": answer["execution_id"],
+                "status": answer["status"],
+            },
         )
+    # Hand-overs: a redelivery hands a result over again (a no-op: its execution exists).
     emit("BatchResultsMirrored", handed)
     return handed
