@@ -17,13 +17,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import test_results_webhooks
 from conftest import Api, crash_at, dlq_messages, queue_depth, relay_env, wait_for
 from relay.core.store import codec
 from relay.destinations.batch.mirror import execution_id_of
 from relay_local.stack import LocalStack
-from test_results_webhooks import SECRET, completed_execution, error, post, until
+from test_results_webhooks import RESULTS_SECRET, SECRET, Receiver, completed_execution, error, post, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+receiver = test_results_webhooks.receiver  # the customer's endpoint on loopback (for the replay)
 
 
 @pytest.fixture
@@ -238,10 +241,16 @@ def test_the_results_listing_filters_are_checked(relay: LocalStack, api: Api) ->
 
 
 def test_each_result_is_mirrored_once_whatever_is_repeated(
-    relay: LocalStack, api: Api, ddb: Any, sqs: Any, group: str, mirroring: dict[str, str]
+    relay: LocalStack,
+    api: Api,
+    ddb: Any,
+    sqs: Any,
+    group: str,
+    mirroring: dict[str, str],
+    receiver: Receiver,
 ) -> None:
     """The platform retries the body, then sends it again under another webhook-id; an operator
-    replays the window: Batch still has one event per result."""
+    replays the window to the customer's endpoint: Batch still has one event per result."""
     _, sent = completed_execution(api, ddb, group, n=2)
     body = [
         {"id": f"d-{i}", "type": "sms.delivered", "profile": {"uuid": p["uuid"]}} for i, p in enumerate(sent)
@@ -250,10 +259,12 @@ def test_each_result_is_mirrored_once_whatever_is_repeated(
     assert post(relay, body, msg_id="msg_once").json()["duplicates"] == 2
     assert post(relay, body).json()["duplicates"] == 2
     wait_mirrored(relay, 2)
-    with relay_env(RESULTS_WEBHOOK_URL="http://127.0.0.1:9/unused", RESULTS_WEBHOOK_SECRET=SECRET):
+    settled(relay, sqs)
+    with relay_env(RESULTS_WEBHOOK_URL=receiver.url, RESULTS_WEBHOOK_SECRET=RESULTS_SECRET):
         replay = api.http.post("/v1/results/replay", json={"since": now_iso(-600)})
         assert replay.status_code == 202, replay.text
         assert replay.json()["queued"] == 2
+        wait_for(lambda: len(receiver.received) == 2, what="the replayed results forwarded")
         settled(relay, sqs)
     assert events_of(relay) == {"ref-0": ["d-0"], "ref-1": ["d-1"]}
     assert sum(c.operations for c in relay.sandbox_batch.profile_calls()) == 2
