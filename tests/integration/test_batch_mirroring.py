@@ -68,6 +68,16 @@ def wait_mirrored(relay: LocalStack, count: int, timeout: float = 60) -> dict[st
     return events_of(relay)
 
 
+def mirror_execution(api: Api, event_id: str, statuses: set[str]) -> dict[str, Any]:
+    """The Batch execution mirroring a result, once it exists and has one of ``statuses``."""
+
+    def current() -> dict[str, Any] | None:
+        answer = api.http.get(f"/v1/executions/{execution_id_of(event_id)}")
+        return answer.json() if answer.status_code == 200 and answer.json()["status"] in statuses else None
+
+    return wait_for(current, what=f"the mirror execution of {event_id} {statuses}")
+
+
 def settled(relay: LocalStack, sqs: Any) -> None:
     """Nothing left in flight on the results and Batch queues."""
     for name in ("ResultsQueue", "BatchQueue"):
@@ -124,7 +134,7 @@ def test_results_become_events_on_the_batch_profiles_of_their_input_profiles(
             "reason": None,
         }
     ]
-    mirror = api.wait(execution_id_of("m-1"), until=lambda e: e["status"] == "completed")
+    mirror = mirror_execution(api, "m-1", {"completed"})
     assert mirror["destination"] == "batch"
     assert mirror["operations"]["delivered"] == 1
     unmatched = api.http.get("/v1/results", params={"unmatched": "true"}).json()["items"]
@@ -202,6 +212,33 @@ def test_a_result_without_a_custom_id_is_counted_and_listed_not_sent(
     assert (counts["delivered"], counts["mirror_skipped"]) == (2, 1)
     settled(relay, sqs)
     assert mirrored_events(relay) == 1
+
+
+def test_a_partial_error_on_a_mirrored_result_is_shown_on_its_mirror_execution(
+    relay: LocalStack, api: Api, ddb: Any, sqs: Any, group: str, mirroring: dict[str, str]
+) -> None:
+    """An event name the relay lets through (a looser pattern configured) and Batch refuses: the
+    call succeeds with a partial error, mapped back to the result's event id on its execution;
+    the other result of the same call is delivered."""
+    loose = {
+        "BATCH_EVENT_NAME_PATTERN": r"^[A-Za-z0-9_]{1,30}$",
+        "BATCH_EVENT_NAMES": '{"sms.failed": "SMS_Failed"}',
+    }
+    with relay_env(**loose):
+        _, sent = completed_execution(api, ddb, group, n=2)
+        body = [
+            {"id": "pe-1", "type": "sms.failed", "profile": {"uuid": sent[0]["uuid"]}},
+            {"id": "pe-2", "type": "sms.delivered", "profile": {"uuid": sent[1]["uuid"]}},
+        ]
+        assert post(relay, body).status_code == 202
+        refused = mirror_execution(api, "pe-1", {"failed", "completed"})
+        delivered = mirror_execution(api, "pe-2", {"completed"})
+    assert refused["status"] == "failed"
+    [failure] = refused["errors"]
+    assert (failure["index"], failure["ref"], failure["category"]) == (0, "pe-1", "events")
+    assert "SMS_Failed" in failure["reason"]
+    assert delivered["operations"]["delivered"] == 1
+    assert events_of(relay) == {"ref-1": ["pe-2"]}
 
 
 def completed_links(ddb: Any, execution_id: str) -> list[str]:
