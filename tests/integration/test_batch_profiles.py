@@ -27,7 +27,8 @@ def test_accepted_operations_reach_the_sandbox(api: Api, relay) -> None:
     assert set(relay.sandbox_batch.profiles) == {f"custom_id:user-{i}" for i in range(3)}
     # A repeat with the same id changes nothing and answers the same execution.
     again = accept_operations([op(9)], execution_id=execution_id, origin="test")
-    assert again["execution_id"] == execution_id and again["operations"] == 3
+    assert again["execution_id"] == execution_id
+    assert again["operations"] == 3
     assert "custom_id:user-9" not in relay.sandbox_batch.profiles
 
 

@@ -91,7 +91,8 @@ def test_a_full_operation_in_batchs_shape_is_accepted() -> None:
     first = request.operations[0]
     assert first.ref == "crm-1"
     upstream = first.upstream()
-    assert "ref" not in upstream and upstream["attributes"]["old"] is None  # null deletes: kept
+    assert "ref" not in upstream
+    assert upstream["attributes"]["old"] is None
     assert upstream["identifiers"] == {"custom_id": "u1"}
     assert request.operations[1].upstream() == {
         "identifiers": {"installation": "inst-1"},
@@ -149,7 +150,8 @@ def test_events_must_be_recent_and_never_ahead() -> None:
     ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     found = errors_of(op(events=[{"name": "e", "time": old}]), op(events=[{"name": "e", "time": ahead}]))
     assert [f for f, _ in found] == ["operations[0].events[0].time", "operations[1].events[0].time"]
-    assert "BATCH_EVENT_MAX_AGE_S" in found[0][1] and "future" in found[1][1]
+    assert "BATCH_EVENT_MAX_AGE_S" in found[0][1]
+    assert "future" in found[1][1]
 
 
 def test_unverified_rules_follow_their_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,7 +203,8 @@ def test_the_generic_call_passes_params_and_body() -> None:
     seen: list[httpx.Request] = []
     client = client_answering(httpx.Response(200, json={"audiences": []}), seen=seen)
     outcome = client.call("GET", "/audiences/list", params={"limit": 10})
-    assert isinstance(outcome, Accepted) and outcome.body == {"audiences": []}
+    assert isinstance(outcome, Accepted)
+    assert outcome.body == {"audiences": []}
     assert seen[0].url.params["limit"] == "10"
 
 
@@ -212,7 +215,8 @@ def test_partial_errors_come_back_with_their_bulk_indexes() -> None:
     }
     outcome = client_answering(httpx.Response(202, json=body)).update_profiles([op(), op()])
     assert isinstance(outcome, Accepted)
-    assert outcome.code == "SUCCESS_WITH_PARTIAL_ERRORS" and outcome.errors[0]["bulk_index"] == 1
+    assert outcome.code == "SUCCESS_WITH_PARTIAL_ERRORS"
+    assert outcome.errors[0]["bulk_index"] == 1
 
 
 def test_a_429_without_retry_after_leaves_the_back_off_to_the_caller() -> None:
@@ -226,7 +230,8 @@ def test_a_429_with_retry_after_is_honoured() -> None:
     outcome = client_answering(httpx.Response(429, headers={"Retry-After": "7"})).update_profiles(
         [op()], now=1000.0
     )
-    assert isinstance(outcome, RateLimited) and outcome.retry_at == 1007.0
+    assert isinstance(outcome, RateLimited)
+    assert outcome.retry_at == 1007.0
 
 
 @pytest.mark.parametrize(
@@ -240,9 +245,9 @@ def test_4xx_is_rejected_with_batchs_error_code_and_message(status: int, code: s
 
 def test_a_4xx_without_batchs_body_still_says_what_came_back() -> None:
     outcome = client_answering(httpx.Response(400, text="<html>bad</html>")).update_profiles([op()])
-    assert (
-        isinstance(outcome, Rejected) and outcome.error_code == "HTTP_400" and "bad" in outcome.error_message
-    )
+    assert isinstance(outcome, Rejected)
+    assert outcome.error_code == "HTTP_400"
+    assert "bad" in outcome.error_message
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
@@ -250,7 +255,8 @@ def test_5xx_is_unavailable(status: int) -> None:
     outcome = client_answering(httpx.Response(status, json={"error_code": "MAINTENANCE"})).update_profiles(
         [op()]
     )
-    assert isinstance(outcome, Unavailable) and outcome.status == status
+    assert isinstance(outcome, Unavailable)
+    assert outcome.status == status
 
 
 def test_a_timeout_after_sending_is_ambiguous_and_a_refused_connection_is_not() -> None:
@@ -295,9 +301,11 @@ def chunk(execution: str, seq: int, size: int, at: float = 0.0) -> PendingChunk:
 def test_packing_fills_a_call_in_order_and_lets_smaller_chunks_fill_the_rest() -> None:
     chunks = [chunk("a", 0, 150), chunk("b", 0, 100), chunk("c", 0, 50)]
     call, full = pack(chunks, 200)
-    assert [c.execution_id for c in call] == ["a", "c"] and full
+    assert [c.execution_id for c in call] == ["a", "c"]
+    assert full
     call, full = pack([chunk("a", 0, 1), chunk("b", 0, 1)], 200)
-    assert len(call) == 2 and not full
+    assert len(call) == 2
+    assert not full
 
 
 def test_an_update_is_one_distinct_profile_of_a_call() -> None:
@@ -327,14 +335,16 @@ def test_each_partial_error_is_mapped_to_its_execution_index_and_ref() -> None:
         },
     )
     results = {r.chunk.execution_id: r for r in dispatcher._delivered("call", [a, b], entries, answer, 5.0)}
-    assert results["exec-a"].delivered == 1 and results["exec-a"].failed == 1
+    assert results["exec-a"].delivered == 1
+    assert results["exec-a"].failed == 1
     assert results["exec-a"].fields["errors"] == [
         {"index": 1, "ref": None, "category": "identifiers", "reason": "both"}
     ]
     assert results["exec-b"].fields["errors"] == [
         {"index": 600, "ref": "b600", "category": "events", "reason": "bad name", "attribute": "e"}
     ]
-    assert results["exec-b"].delivered == 0 and results["exec-b"].failed == 1
+    assert results["exec-b"].delivered == 0
+    assert results["exec-b"].failed == 1
 
 
 # -- the updates token bucket against Batch's ---------------------------------------------------------
@@ -410,9 +420,10 @@ def test_a_take_waits_for_tokens_and_a_block_holds_every_take(table: Table) -> N
     assert bucket.acquire(10, 0.0) == t.now  # capacity 10: all of it at once
     assert bucket.acquire(5, 0.1) is None  # 0.5 s away, not within 0.1 s
     start = t.now
-    assert bucket.acquire(5, 1.0) is not None and t.now - start == pytest.approx(0.5, abs=1e-3)
+    assert bucket.acquire(5, 1.0) is not None
+    assert t.now - start == pytest.approx(0.5, abs=1e-3)
     bucket.block(t.now + 30)
     assert bucket.wait_for(1) == pytest.approx(30.0, abs=1e-3)
     assert bucket.acquire(1, 10.0) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="can never fit"):
         bucket.acquire(11, 1.0)

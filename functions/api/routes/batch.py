@@ -52,6 +52,10 @@ def post_batch_profiles(
     metrics.add_metric(name="BatchOperationsAccepted", unit=MetricUnit.Count, value=accepted.operations)
     logger.info(
         "batch profile operations accepted",
-        extra={"execution_id": accepted.execution_id, "operations": accepted.operations, "calls": accepted.calls},
+        extra={
+            "execution_id": accepted.execution_id,
+            "operations": accepted.operations,
+            "calls": accepted.calls,
+        },
     )
     return Response(status_code=202, content_type="application/json", body=accepted)

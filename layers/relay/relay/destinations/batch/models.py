@@ -87,7 +87,9 @@ def check_name(name: str, *, what: str = "attribute") -> None:
 def check_text(value: str) -> None:
     limit = get_settings().batch_max_text_length
     if not 1 <= len(value) <= limit:
-        raise ValueError(f"a text value is 1 to {limit} characters (BATCH_MAX_TEXT_LENGTH); this one is {len(value)}")
+        raise ValueError(
+            f"a text value is 1 to {limit} characters (BATCH_MAX_TEXT_LENGTH); this one is {len(value)}"
+        )
     if value.startswith("date(") and value.endswith(")"):
         try:
             datetime.fromisoformat(value[5:-1].replace("Z", "+00:00"))
@@ -202,7 +204,6 @@ class Event(Model):
                 except ValueError as exc:
                     raise ValueError(f"{name}: {exc}") from None
         return value
-
 
     def upstream(self) -> dict[str, Any]:
         event: dict[str, Any] = {"name": self.name}
