@@ -116,7 +116,7 @@ def test_results_become_events_on_the_batch_profiles_of_their_input_profiles(
         "ref": "ref-0",
         "profile_index": 0,
         "profile_uuid": sent[0]["uuid"],
-        "date(occurred_at)": occurred,
+        "occurred_at": occurred,
         **{k: event["attributes"][k] for k in ("batch_uuid", "schedule_uuid") if k in event["attributes"]},
     }
     assert [e["name"] for e in batch_profile(relay, "ref-1")["events"]] == ["call_no_answer"]

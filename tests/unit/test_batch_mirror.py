@@ -5,12 +5,15 @@ opt-outs as unsubscribed channels."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
+from unittest import mock
 
 import pytest
 from pydantic import ValidationError
 from relay.destinations.batch import mirror
-from relay.destinations.batch.settings import BatchSettings
+from relay.destinations.batch.models import Operation
+from relay.destinations.batch.settings import DEFAULT_EVENT_NAMES, BatchSettings
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 OCCURRED = "2027-01-15T07:30:00Z"
@@ -146,14 +149,14 @@ def test_a_result_becomes_one_event_dated_when_it_happened_with_its_fields_as_at
                     "profile_uuid": "pu-1",
                     "phone": "+358401234567",
                     "profile_index": 7,
-                    "date(occurred_at)": "2027-01-15T07:30:00Z",
+                    "occurred_at": "2027-01-15T07:30:00Z",
                 },
             }
         ],
     }
     names = op["events"][0]["attributes"]
     assert len(names) <= 15
-    assert all(len(n.removeprefix("date(").removesuffix(")")) <= 30 for n in names)
+    assert all(len(n) <= 30 for n in names)
 
 
 @pytest.mark.parametrize(
@@ -213,7 +216,7 @@ def test_the_event_is_dated_at_occurred_at_only_within_the_allowed_age(
     [event] = mirror.operation(result(occurred_at=occurred_at), "c", settings(), NOW)["events"]
     assert ("time" in event) is dated
     if dated:
-        assert event["time"] == event["attributes"]["date(occurred_at)"]
+        assert event["time"] == event["attributes"]["occurred_at"]
 
 
 def test_the_allowed_age_is_a_setting() -> None:
@@ -258,3 +261,18 @@ def test_a_stored_plan_is_found_only_when_it_says_mirrored() -> None:
     assert mirror.planned(result(mirrors=[other, mirrored])) == mirrored
     assert mirror.planned(result(mirrors=[skipped])) is None
     assert mirror.planned(result()) is None
+
+
+@pytest.mark.parametrize("type_", list(DEFAULT_EVENT_NAMES))
+@pytest.mark.parametrize("phone", [None, "+358401234567"])
+def test_every_operation_passes_the_profile_update_validation(type_: str, phone: str | None) -> None:
+    """What the mirroring hands over is what POST /v1/batch/profiles would accept (the dispatcher
+    does not validate again), with every text at its longest."""
+    long, now = "x" * 300, time.time()
+    r = result(type_, phone=phone, email="jane@example.com", source_type=long, ref=long, external_id=long)
+    r["occurred_at"] = mirror.batch_time(now - 60)  # dated: the event's time is checked too
+    s = settings(batch_event_names={"unknown": "relay_unknown"})
+    op = mirror.operation(r, "customer-42", s, now)
+    assert "time" in op["events"][0]
+    with mock.patch("relay.destinations.batch.models.get_settings", return_value=s):
+        Operation.model_validate(op)

@@ -43,8 +43,9 @@ SUBSCRIPTION_OF_CHANNEL = {"phone": "$sms_marketing", "email": "$email_marketing
 # result always maps to the same execution, which the profile-update path creates once.
 MIRROR_NAMESPACE = uuid.UUID("6f0d7c1e-3b51-4f0e-9a52-6d1f1e3a9b07")
 
-# The result's fields carried as event attributes (Batch attribute names: [a-z0-9_], at most 30
-# characters; at most 15 attributes an event are assumed, and these are 14).
+# The result's fields carried as event attributes (names within BATCH_ATTRIBUTE_NAME_PATTERN's
+# default, [a-z0-9_] up to 30 characters; with result_type, profile_index and occurred_at these are
+# 14, under the 15 attributes an event Batch's event APIs document).
 TEXT_FIELDS = (
     "event_id",
     "source_type",
@@ -143,9 +144,10 @@ def event_attributes(result: dict[str, Any], s: BatchSettings) -> dict[str, Any]
     attributes |= {name: result.get(name) for name in TEXT_FIELDS}
     if isinstance(result.get("profile_index"), int):
         attributes["profile_index"] = result["profile_index"]
+    # As text (ISO 8601, UTC): valid whichever way Batch types dates (a date(...) key or value).
     occurred = parse_time(result.get("occurred_at"))
     if occurred is not None:
-        attributes["date(occurred_at)"] = batch_time(occurred)
+        attributes["occurred_at"] = batch_time(occurred)
     # Texts are cut to the longest Batch takes (BATCH_MAX_TEXT_LENGTH); absent fields are left out.
     return {
         key: value[: s.batch_max_text_length] if isinstance(value, str) else value
