@@ -194,10 +194,6 @@ def main(results: int = DEFAULT_RESULTS) -> None:
         "BATCH_PROFILE_UPDATES_PER_S": str(UPDATES_PER_S),
         "BATCH_PROFILE_UPDATES_BURST": str(BURST),
         "POWERTOOLS_LOG_LEVEL": "ERROR",
-        # One execution per result: a call of 200 claims and records 200 chunks and executions,
-        # seconds of work on the emulator's DynamoDB (milliseconds on AWS's). A dispatcher hands
-        # over to a fresh invocation when less than this is left, never cut off by its timeout.
-        "BATCH_DISPATCH_RESERVE_MS": "25000",
     }
     os.environ.pop("BATCH_API_URL", None)  # always the sandbox: it counts what it receives
     with quiet_stack(env) as stack:
