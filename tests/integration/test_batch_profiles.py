@@ -201,3 +201,21 @@ def test_the_project_limiter_allows_one_request_a_second(relay: LocalStack) -> N
     assert first is not None
     assert second is not None
     assert second - first >= 1.0
+
+
+def test_the_429_back_off_doubles_across_wake_ups_and_resets_after_a_success(
+    api: Api, relay: LocalStack
+) -> None:
+    from relay.core import wiring as core
+    from relay.destinations.batch import store, wiring
+
+    relay.sandbox_batch.fail_next(429, 3)
+    answer = post(api, [op(1)])
+    assert api.wait(answer["execution_id"], timeout=60)["status"] == "completed"
+    refused = [c.arrived_at for c in relay.sandbox_batch.profile_calls(429)]
+    sent = relay.sandbox_batch.profile_calls()[0].arrived_at
+    gaps = [b - a for a, b in zip([*refused, sent], [*refused, sent][1:], strict=False)]
+    assert gaps[0] >= 0.2  # BATCH_RETRY_AFTER_DEFAULT_S here
+    assert gaps[1] >= 0.4
+    assert gaps[2] >= 0.5  # capped by BATCH_RETRY_MAX_S
+    assert store.read_lane(core.table(), wiring.lane()).get("rate_limited_streak") == 0

@@ -93,6 +93,7 @@ class ProfileDispatcher:
                 self._wake_later(0)
                 return "time budget spent, handed over"
             state = store.read_lane(d.table, d.lane)
+            self.rate_limited_streak = int(state.get("rate_limited_streak", 0))
             chunks = store.pending(d.table, d.lane, self.page)
             if not chunks:
                 if d.clock() - float(state.get("last_work_at", 0)) < GSI_SETTLE_S:
@@ -157,7 +158,9 @@ class ProfileDispatcher:
         now = d.clock()
         log = {"call_id": call_id, "operations": len(entries), "chunks": len(claimed)}
         if isinstance(outcome, Accepted):
-            self.rate_limited_streak = 0
+            if self.rate_limited_streak:
+                store.rate_limit_over(d.table, d.lane)
+                self.rate_limited_streak = 0
             results = self._delivered(call_id, claimed, entries, outcome, now)
             store.finish(d.table, results, now)
             failed = sum(r.failed for r in results)
@@ -167,11 +170,13 @@ class ProfileDispatcher:
                 d.emit("BatchPartialErrors", failed)
             logger.info("profile update sent", extra={**log, "code": outcome.code, "partial_errors": failed})
         elif isinstance(outcome, RateLimited):
-            self.rate_limited_streak += 1
+            # The operations first: back to pending, they are safe whatever happens next; the
+            # streak and the block only pace the retry.
+            store.release(d.table, call_id, claimed, count_attempt=False, error=None, now=now)
+            self.rate_limited_streak = store.rate_limited(d.table, d.lane)
             backoff = ceiling(self.rate_limited_streak, s.batch_retry_after_default_s, s.batch_retry_max_s)
             until = outcome.retry_at if outcome.retry_at > 0 else now + backoff
             d.limiter.block(until)
-            store.release(d.table, call_id, claimed, count_attempt=False, error=None, now=now)
             d.emit("BatchRateLimited", 1)
             logger.warning("Batch answered 429, backing off", extra={**log, "retry_at": iso(until)})
         elif isinstance(outcome, Rejected):
@@ -255,8 +260,8 @@ class ProfileDispatcher:
         if retry:
             attempt = max(c.attempts for c in retry) + 1
             backoff = jittered(attempt, s.batch_retry_base_s, s.batch_retry_max_s)
-            d.limiter.block(now + backoff)
             store.release(d.table, call_id, retry, count_attempt=True, error=error, now=now)
+            d.limiter.block(now + backoff)
             d.emit("BatchUnavailable", 1)
             logger.warning(
                 "Batch unavailable, will retry",

@@ -172,6 +172,19 @@ def disarm(table: Table, lane: str, work_version: int) -> bool:
     return True
 
 
+def rate_limited(table: Table, lane: str) -> int:
+    """Batch answered 429 once more: the lane's streak of 429s (its back-off doubles with it,
+    across invocations)."""
+    item = table.update(
+        keys.group_state(lane), "ADD rate_limited_streak :one", values=codec.values(one=1), returns="ALL_NEW"
+    )
+    return int(item.get("rate_limited_streak", 1))
+
+
+def rate_limit_over(table: Table, lane: str) -> None:
+    table.update(keys.group_state(lane), "SET rate_limited_streak = :zero", values=codec.values(zero=0))
+
+
 def woken(table: Table, execution_id: str) -> None:
     """The execution's lane is armed and woken: its outbox entry is done."""
     table.update(keys.execution(execution_id), "REMOVE gsi2pk, gsi2sk")
