@@ -19,7 +19,6 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +77,6 @@ class SandboxAudiences:
         self.audiences: dict[str, Audience] = {}
         self.tokens: dict[str, Token] = {}
         self.calls: list[AudienceCall] = []
-        self._faults: deque[tuple[int, str | None, dict[str, Any]]] = deque()
         self._lock = threading.Lock()
 
     # -- control ------------------------------------------------------------------------------------
@@ -88,17 +86,7 @@ class SandboxAudiences:
             self.audiences.clear()
             self.tokens.clear()
             self.calls.clear()
-            self._faults.clear()
             self.indexing_s, self.max_ids, self.in_progress_spelling = 1.0, 10_000, "IN_PROGRESS"
-
-    def fail_next(
-        self, status: int, count: int = 1, *, path: str | None = None, body: dict | None = None
-    ) -> None:
-        """The next ``count`` audience requests (to ``path`` only, when given) answer ``status``
-        with ``body`` (Batch's error shape by default; a 429 carries no Retry-After, as Batch's)."""
-        with self._lock:
-            for _ in range(count):
-                self._faults.append((status, path, dict(body or {})))
 
     def writes(self, name: str | None = None) -> list[AudienceCall]:
         """Accepted writes (202), in arrival order."""
@@ -112,23 +100,20 @@ class SandboxAudiences:
     # -- behaviour ----------------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, dict[str, Any]]:
-        """One request to an audience path (the server checked keys and the 1 request/s limit)."""
+        """One request to an audience path (the server checked the keys and the 1 request/s limit,
+        and injects faults: ``SandboxBatch.fail_next`` / ``hang_next`` with an audience path)."""
         with self._lock:
             now = self.clock()
             name = (body.get("name") if isinstance(body, dict) else None) or query.get("name")
             ids = body.get("ids") if isinstance(body, dict) and isinstance(body.get("ids"), list) else []
-            fault = next((f for f in self._faults if f[1] in (None, path)), None)
-            if fault is not None:
-                self._faults.remove(fault)
-                status, _, fault_body = fault
-                default = {"error_code": "TOO_MANY_REQUESTS" if status == 429 else f"HTTP_{status}"}
-                answer = (status, fault_body or {**default, "error_message": "injected by the sandbox"})
-            elif path in WRITES:
+            if path in WRITES:
                 answer = self._write(method, path, name, ids, body, now)
             elif path == "/audiences/list":
                 answer = self._list(method, query)
-            else:
+            elif path == "/audiences/view":
                 answer = self._view(method, query, now)
+            else:
+                answer = _error(404, "ROUTE_NOT_FOUND", f"no route {method} {path}")
             token = answer[1].get("indexing_token") if answer[0] == 202 else None
             self.calls.append(AudienceCall(path, name, list(ids), now, answer[0], token))
             return answer

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from relay.core.clock import iso
-from relay.destinations.batch.audiences.models import AudienceCall, AudienceDetails
+from relay.destinations.batch.audiences.models import TERMINAL, AudienceCall, AudienceDetails, AudienceStatus
+from relay.executions.models import ChunkCounts, ExecutionView, ProfileCounts, Transition
 
 
 def _iso(value: Any) -> str | None:
@@ -51,3 +52,52 @@ def sent_times(item: dict[str, Any]) -> tuple[str | None, str | None]:
     """(first, last) call times."""
     times = [float(c["sent_at"]) for c in item.get("calls") or [] if c.get("sent_at") is not None]
     return (_iso(min(times)), _iso(max(times))) if times else (None, None)
+
+
+class AudienceExecutionView(ExecutionView):
+    """An audience write: one of create, update, replace, remove, with its calls and indexing."""
+
+    status: AudienceStatus
+    audience: AudienceDetails
+
+
+def audience_view(item: dict[str, Any]) -> AudienceExecutionView:
+    first, last = sent_times(item)
+    calls_total = int(item.get("calls_total", 1))
+    calls_made = int(item.get("calls_made", 0))
+    status = item["status"]
+    failed = 1 if status == "failed" else 0
+    ambiguous = 1 if status == "ambiguous" else 0
+    return AudienceExecutionView(
+        execution_id=item["execution_id"],
+        destination=item["destination"],
+        status=status,
+        # The ids are the profiles of an audience write; its calls are its chunks.
+        profiles=ProfileCounts(
+            total=int(item.get("ids_total", 0)),
+            sent=min(int(item.get("ids_total", 0)), calls_made * int(item.get("per_call") or 1)),
+            failed=0,
+            ambiguous=0,
+            dead_lettered=0,
+            cancelled=0,
+        ),
+        chunks=ChunkCounts(
+            total=calls_total,
+            pending=0 if status in TERMINAL else calls_total - calls_made,
+            sent=calls_made,
+            failed=failed,
+            ambiguous=ambiguous,
+            dead_lettered=0,
+            cancelled=0,
+            start_shifted=0,
+        ),
+        created_at=iso(item["created_at"]),
+        updated_at=iso(item.get("updated_at", item["created_at"])),
+        first_sent_at=first,
+        last_sent_at=last,
+        audience=audience_details(item),
+        transitions=[
+            Transition(status=t["status"], at=iso(float(t["at"])), note=t.get("note"))
+            for t in item.get("transitions", [])
+        ],
+    )
