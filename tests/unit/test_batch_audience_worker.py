@@ -48,12 +48,19 @@ class Limiter:
     def __init__(self) -> None:
         self.taken = 0
         self.open = True
+        self.answers: list[float | None] = []
 
     def acquire(self, max_wait_s: float) -> float | None:
         if not self.open:
             return None
         self.taken += 1
         return NOW
+
+    def acquire_until_answered(self, max_wait_s: float) -> float | None:
+        return self.acquire(max_wait_s)
+
+    def answered(self, taken_at: float, answered_at: float | None) -> None:
+        self.answers.append(answered_at)
 
     def still_valid(self, taken_at: float) -> bool:
         return True
@@ -158,7 +165,8 @@ def test_writes_are_applied_in_accepted_order_whatever_order_their_messages_come
     paths = [path for path, _ in w.batch.writes()]
     assert paths == ["/audiences/create", *["/audiences/update"] * 3, "/audiences/replace"]
     assert [len(body["ids"]) for path, body in w.batch.writes()[1:4]] == [2, 2, 1]
-    assert w.limiter.taken == 5  # one slot of the project limiter a call
+    assert w.limiter.taken == 5  # one slot of the project limiter a call, held until answered
+    assert len(w.limiter.answers) == 5
     view = audience_view(store.get(table, "e2"))
     assert view.status == "indexing"
     assert [c.indexing_token for c in view.audience.calls] == ["tok-2", "tok-3", "tok-4"]

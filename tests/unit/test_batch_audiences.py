@@ -260,3 +260,27 @@ def test_concurrent_accepts_each_get_their_own_number(table: Table, monkeypatch:
     assert answer.sequence == 2
     assert store.get(table, "racer")["seq"] == 1
     assert [table.get(keys.audience_write("a1", n))["execution_id"] for n in (1, 2)] == ["racer", "e1"]
+
+
+# -- the project limiter: a slot held until its call is answered -------------------------------------
+
+
+def test_a_slot_held_until_answered_spaces_calls_a_second_after_the_answer(table: Table) -> None:
+    from relay.core.limiter import per_second
+
+    now = [100.0]
+    limiter = per_second(table, "project", 1, unsettled_max_s=20, clock=lambda: now[0], sleep=lambda s: None)
+    first = limiter.acquire_until_answered(0)
+    assert first == 100.0
+    now[0] = 101.5  # the call is still out: its slot counts as happening now
+    assert limiter.acquire_until_answered(0) is None
+    limiter.answered(first, 101.6)  # Batch answered late: the next call a second after that
+    now[0] = 102.5
+    assert limiter.acquire_until_answered(0) is None
+    now[0] = 102.6
+    second = limiter.acquire_until_answered(0)
+    assert second == 102.6
+    limiter.answered(second, None)  # never sent: given back at once
+    assert limiter.acquire_until_answered(0) == 102.6
+    now[0] = 130.0  # a caller that died mid-call frees its slot after unsettled_max_s
+    assert limiter.acquire_until_answered(0) == 130.0

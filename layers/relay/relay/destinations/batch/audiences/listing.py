@@ -5,6 +5,7 @@ and ``next_from``; the relay hands ``next_from`` on as its usual opaque ``next_t
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from relay.core.limiter import Limiter
@@ -41,11 +42,15 @@ def list_page(
     start = from_of(next_token)
     if start:
         params["from"] = start
-    if limiter.acquire(max_wait_s) is None:
+    slot = limiter.acquire_until_answered(max_wait_s)
+    if slot is None:
         raise ListUnavailable(
             503, "upstream_busy", "Batch's 1 request/s for this project is taken; try again"
         )
-    outcome = client.call("GET", "/audiences/list", params=params)
+    try:
+        outcome = client.call("GET", "/audiences/list", params=params)
+    finally:
+        limiter.answered(slot, time.time())
     if isinstance(outcome, Accepted):
         found = BatchAudienceList.model_validate(outcome.body)
         more = found.has_more and bool(found.next_from)

@@ -52,7 +52,8 @@ def poll_once(execution_id: str, attempt: int, deps: AudienceDeps) -> str:
     state: str | None = None
     outcome: Any = None
     if call is not None:
-        if deps.limiter.acquire(s.batch_audience_max_inline_wait_s) is None:
+        slot = deps.limiter.acquire_until_answered(s.batch_audience_max_inline_wait_s)
+        if slot is None:
             deps.queue.poll(execution_id, attempt=attempt, delay_s=random.uniform(1, 2))
             return "no slot, polling later"
         outcome = deps.client.call(
@@ -60,6 +61,7 @@ def poll_once(execution_id: str, attempt: int, deps: AudienceDeps) -> str:
             "/audiences/view",
             params={"name": item["audience"], "indexing_token": call["indexing_token"]},
         )
+        deps.limiter.answered(slot, deps.clock())
         failpoint("batch.audience.poll.after_call")
         now = deps.clock()
         if isinstance(outcome, Accepted):

@@ -95,7 +95,8 @@ def apply_write(execution_id: str, deps: AudienceDeps, remaining_ms: Callable[[]
             return "deferred: too little time left in this invocation"
         made = int(item.get("calls_made", 0))
         entries = store.entries_of_call(deps.table, item, made, int(item.get("per_call") or 1))
-        slot = deps.limiter.acquire(s.batch_audience_max_inline_wait_s)
+        # Held until the call is answered: the project's next call goes a second after that.
+        slot = deps.limiter.acquire_until_answered(s.batch_audience_max_inline_wait_s)
         if slot is None:
             return wait_for_slot(item, deps)
         failpoint("batch.audience.after_slot")
@@ -113,12 +114,13 @@ def apply_write(execution_id: str, deps: AudienceDeps, remaining_ms: Callable[[]
                 logged=made == 0,
             )
         except ConditionFailed:
+            deps.limiter.answered(slot, None)
             return "taken elsewhere"
         failpoint("batch.audience.after_claim")
-        if (
-            not deps.limiter.still_valid(slot)
-            and deps.limiter.acquire(s.batch_audience_max_inline_wait_s) is None
-        ):
+        if not deps.limiter.still_valid(slot):
+            deps.limiter.answered(slot, None)
+            slot = deps.limiter.acquire_until_answered(s.batch_audience_max_inline_wait_s)
+        if slot is None:
             # The claim outlasted the slot and no fresh one came in time: nothing was sent.
             store.transition(
                 deps.table,
@@ -135,6 +137,7 @@ def apply_write(execution_id: str, deps: AudienceDeps, remaining_ms: Callable[[]
             item["operation"], item["audience"], made, entries, display_name=item.get("display_name")
         )
         outcome = deps.client.call("POST", path, json=body)
+        deps.limiter.answered(slot, deps.clock())
         failpoint("batch.audience.after_call")
         item, result = record(item, made, len(entries), outcome, deps)
         if item is None:
