@@ -28,6 +28,10 @@ TERMINAL = frozenset({"applied", "removed", "unconfirmed", "failed", "ambiguous"
 # Batch spells "in progress" two ways; a token REPLACED by a later replace is as done as APPLIED.
 INDEXING = frozenset({"IN_PROGRESS", "IN_PROCESS"})
 INDEXED = frozenset({"APPLIED", "REPLACED"})
+# The relay's own state of a token whose audience a later write removed (its view answers 404):
+# nothing is left to wait for.
+SUPERSEDED = "SUPERSEDED"
+DONE_STATES = INDEXED | {SUPERSEDED}
 
 
 def _custom_id(value: str) -> str:

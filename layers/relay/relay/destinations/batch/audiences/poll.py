@@ -3,7 +3,8 @@
 One read per poll message, through the project limiter; the next read is a delayed message (from
 BATCH_INDEXING_POLL_FIRST_S, doubling up to BATCH_INDEXING_POLL_MAX_S; nothing sleeps). Tokens are
 followed in call order; APPLIED (or REPLACED: a later replace superseded it) counts as indexed,
-IN_PROGRESS / IN_PROCESS as not yet. Every token indexed: `applied`, with ``ready_at``. Not within
+IN_PROGRESS / IN_PROCESS as not yet; a view answering 404 after a later write of the audience made
+its calls (a remove) counts as SUPERSEDED: nothing is left to wait for. Every token indexed: `applied`, with ``ready_at``. Not within
 BATCH_INDEXING_GIVE_UP_S of the last call: `unconfirmed`. The chain's current read is the write's
 ``poll_seq``: a redelivered or duplicated poll does nothing, and moving on is a conditional write.
 """
@@ -18,7 +19,7 @@ from relay.core.failpoints import failpoint
 from relay.core.outcomes import RateLimited
 from relay.core.store.table import ConditionFailed
 from relay.destinations.batch.audiences import store
-from relay.destinations.batch.audiences.models import INDEXED
+from relay.destinations.batch.audiences.models import DONE_STATES, SUPERSEDED
 from relay.destinations.batch.audiences.send import AudienceDeps, releases_at_indexing, wake_successor
 
 
@@ -31,13 +32,19 @@ def pending_call(item: dict[str, Any]) -> dict[str, Any] | None:
     """The first call whose token is not indexed yet."""
     states = item.get("call_states") or {}
     for call in item.get("calls") or []:
-        if (states.get(str(call["n"])) or {}).get("state") not in INDEXED:
+        if (states.get(str(call["n"])) or {}).get("state") not in DONE_STATES:
             return call
     return None
 
 
+def superseded(item: dict[str, Any], deps: AudienceDeps) -> bool:
+    """Whether a later write of the audience has made its calls (a remove, say): an audience that
+    is gone then is that write's doing, not an indexing delay."""
+    return int(store.sequence(deps.table, item["audience"]).get("released", 0)) > int(item["seq"])
+
+
 def poll_once(execution_id: str, attempt: int, deps: AudienceDeps) -> str:
-    from relay.destinations.batch.client import Accepted
+    from relay.destinations.batch.client import Accepted, Rejected
 
     item = store.get(deps.table, execution_id)
     if not item:
@@ -66,8 +73,10 @@ def poll_once(execution_id: str, attempt: int, deps: AudienceDeps) -> str:
         now = deps.clock()
         if isinstance(outcome, Accepted):
             state = str(outcome.body.get("indexing_state") or "") or None
+        elif isinstance(outcome, Rejected) and outcome.status == 404 and superseded(item, deps):
+            state = SUPERSEDED
         entry: dict[str, Any] = {"state": state or (states.get(str(call["n"])) or {}).get("state")}
-        if state in INDEXED:
+        if state in DONE_STATES:
             entry["indexed_at"] = now
         states[str(call["n"])] = entry
     now = deps.clock()
@@ -82,7 +91,7 @@ def poll_once(execution_id: str, attempt: int, deps: AudienceDeps) -> str:
             f"{s.batch_indexing_give_up_s:g}s (BATCH_INDEXING_GIVE_UP_S)",
         }
         return end(item, "unconfirmed", fields, guard, deps)
-    delay = 0.0 if state in INDEXED else next_delay(attempt, deps)
+    delay = 0.0 if state in DONE_STATES else next_delay(attempt, deps)
     fields: dict[str, Any] = {"call_states": states, "poll_seq": attempt + 1, "last_polled_at": now}
     if isinstance(outcome, RateLimited):
         delay = max(
