@@ -3,8 +3,9 @@
 One read per poll message, through the project limiter; the next read is a delayed message (from
 BATCH_INDEXING_POLL_FIRST_S, doubling up to BATCH_INDEXING_POLL_MAX_S; nothing sleeps). Tokens are
 followed in call order; APPLIED (or REPLACED: a later replace superseded it) counts as indexed,
-IN_PROGRESS / IN_PROCESS as not yet; a view answering 404 after a later write of the audience made
-its calls (a remove) counts as SUPERSEDED: nothing is left to wait for. Every token indexed: `applied`, with ``ready_at``. Not within
+IN_PROGRESS / IN_PROCESS as not yet; a view answering 404 after a later write of the audience
+made its calls (a remove) counts as SUPERSEDED: nothing is left to wait for. Every token indexed:
+`applied`, with ``ready_at``. Not within
 BATCH_INDEXING_GIVE_UP_S of the last call: `unconfirmed`. The chain's current read is the write's
 ``poll_seq``: a redelivered or duplicated poll does nothing, and moving on is a conditional write.
 """
