@@ -43,6 +43,8 @@ class BatchSettings(RelaySettings):
 
     # --- Validation rules Batch does not document for the REST API (unverified) ----------------
     batch_event_name_pattern: str = r"^[a-z0-9_]{1,30}$"
+    # Custom attribute names (and event attribute names): Batch's SDKs say [a-zA-Z0-9_]{1,30}.
+    batch_attribute_name_pattern: str = r"^[a-zA-Z0-9_]{1,30}$"
     batch_max_text_length: int = Field(300, ge=1)
     batch_max_events_per_profile: int = Field(15, ge=1)
     # Events must be dated within this many seconds before now, and never in the future.
