@@ -86,6 +86,14 @@ class Batch:
         return [(path, body) for method, path, body in self.calls if method == "POST"]
 
 
+@pytest.fixture(autouse=True)
+def no_pause_left_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 429 pauses every sender of the process until its (here: frozen, far) retry time."""
+    from relay.core.limiter import slots
+
+    monkeypatch.setattr(slots, "_paused_until", 0.0)
+
+
 @pytest.fixture
 def table() -> Iterator[Table]:
     with mock_aws():
