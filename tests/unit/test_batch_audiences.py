@@ -284,3 +284,22 @@ def test_a_slot_held_until_answered_spaces_calls_a_second_after_the_answer(table
     assert limiter.acquire_until_answered(0) == 102.6
     now[0] = 130.0  # a caller that died mid-call frees its slot after unsettled_max_s
     assert limiter.acquire_until_answered(0) == 130.0
+
+
+def test_an_id_too_large_for_one_stored_item_is_a_413_and_nothing_is_stored(table: Table) -> None:
+    from relay.core.http import ApiError
+
+    queue = RecordingQueue()
+    deps = accept_deps(table, queue)
+    ids = [
+        {"action": "add", "id": "ok"},
+        {"action": "add", "id": "big", "attributes": {"blob": "x" * 300_001}},
+    ]
+    with pytest.raises(ApiError) as refused:
+        accept_write("update", "a1", entries=ids, execution_id="e1", request_hash="h", caller="c", deps=deps)
+    assert refused.value.status == 413
+    assert refused.value.code == "id_too_large"
+    assert refused.value.message.startswith("ids[1] is 300,")
+    assert store.get(table, "e1") is None
+    assert store.sequence(table, "a1")["accepted"] == 0
+    assert queue.writes == []

@@ -8,6 +8,7 @@ from typing import Any
 
 from relay.core.clock import Clock, iso
 from relay.core.failpoints import failpoint
+from relay.core.http import ApiError
 from relay.core.store import keys
 from relay.core.store.table import Table
 from relay.destinations.batch import NAME
@@ -89,7 +90,11 @@ def accept_write(
         "expires_at": expires_at,
     }
     if entries:
-        execution["part_starts"] = store.put_parts(table, execution_id, entries, expires_at)
+        try:
+            cut = split.parts(entries)
+        except split.EntryTooLarge as too_large:
+            raise ApiError(413, "id_too_large", str(too_large)) from too_large
+        execution["part_starts"] = store.put_parts(table, execution_id, cut, expires_at)
         failpoint("batch.audience.accept.after_parts")
     try:
         store.create(table, execution)

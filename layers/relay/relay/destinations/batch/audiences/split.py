@@ -74,13 +74,23 @@ def calls(operation: str, name: str, entries: Sequence[Entry], per_call: int) ->
     return out
 
 
+class EntryTooLarge(ValueError):
+    def __init__(self, index: int, size: int) -> None:
+        super().__init__(
+            f"ids[{index}] is {size:,} bytes as JSON; an id with its attributes may be at most {PART_BYTES:,}"
+        )
+        self.index, self.size = index, size
+
+
 def parts(entries: Sequence[Entry], max_bytes: int = PART_BYTES) -> list[tuple[int, str]]:
-    """The ids cut into (first index, JSON list) parts of at most ``max_bytes`` each (one entry
-    larger than that is a part of its own; the route's body limit keeps it under an item)."""
+    """The ids cut into (first index, JSON list) parts of at most ``max_bytes`` each. An entry
+    over PART_BYTES alone is EntryTooLarge (it could not be stored in one item)."""
     out: list[tuple[int, str]] = []
     start, current, size = 0, [], 2
     for index, entry in enumerate(entries):
         text = json.dumps(entry, separators=(",", ":"))
+        if len(text) > PART_BYTES:
+            raise EntryTooLarge(index, len(text))
         if current and size + len(text) + 1 > max_bytes:
             out.append((start, "[" + ",".join(current) + "]"))
             start, current, size = index, [], 2

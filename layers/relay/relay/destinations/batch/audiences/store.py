@@ -57,10 +57,9 @@ def due_keys(execution_id: str, at: float) -> dict[str, Any]:
     }
 
 
-def put_parts(table: Table, execution_id: str, entries: list[dict[str, Any]], expires_at: int) -> list[int]:
-    """The write's ids, stored before the write itself (a crash in between leaves parts no
-    execution points at, which expire); returns each part's first index."""
-    cut = split.parts(entries)
+def put_parts(table: Table, execution_id: str, cut: list[tuple[int, str]], expires_at: int) -> list[int]:
+    """The write's ids (cut by :func:`split.parts`), stored before the write itself (a crash in
+    between leaves parts no execution points at, which expire); returns each part's first index."""
     # One put a part: a few for the largest body the API takes (RELAY_MAX_BODY_BYTES).
     for n, (start, text) in enumerate(cut):
         part = {"start": start, "entries_json": text, "expires_at": expires_at}
