@@ -106,7 +106,12 @@ def on_unexpected(exc: Exception) -> Response:
 
 
 def _error(error: ApiError) -> Response:
-    return Response(status_code=error.status, content_type="application/json", body=error.body())
+    return Response(
+        status_code=error.status,
+        content_type="application/json",
+        body=error.body(),
+        headers=error.headers or None,
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -140,7 +140,7 @@ def delete_audience(
 @router.get(
     "/v1/batch/audiences",
     summary="The project's audiences on Batch, a page at a time",
-    responses=answers(200, "A page of audiences", 400, 401, 422, 502, 503),
+    responses=answers(200, "A page of audiences", 400, 401, 422, 429, 502, 503),
     tags=["batch"],
 )
 def list_audiences(
@@ -162,4 +162,7 @@ def list_audiences(
     except ValueError as exc:
         raise ApiError(400, "invalid_token", str(exc)) from exc
     except ListUnavailable as unavailable:
-        raise ApiError(unavailable.status, unavailable.code, unavailable.message) from unavailable
+        retry = {"Retry-After": "1"} if unavailable.status == 429 else None
+        raise ApiError(
+            unavailable.status, unavailable.code, unavailable.message, headers=retry
+        ) from unavailable

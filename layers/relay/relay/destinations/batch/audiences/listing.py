@@ -56,7 +56,7 @@ def list_page(
         more = found.has_more and bool(found.next_from)
         return AudiencePage(items=found.audiences, next_token=token_of(found.next_from) if more else None)
     if isinstance(outcome, RateLimited):
-        raise ListUnavailable(503, "upstream_busy", "Batch answered 429; try again in a few seconds")
+        raise ListUnavailable(429, "upstream_busy", "Batch answered 429; try again in a few seconds")
     if isinstance(outcome, Rejected):
         raise ListUnavailable(502, "upstream_rejected", outcome.message)
     raise ListUnavailable(503, "upstream_unavailable", str(getattr(outcome, "message", outcome)))
