@@ -331,3 +331,29 @@ def test_the_reconciler_moves_what_no_message_moves(table: Table) -> None:
     assert w.status("e2") == "ambiguous"
     assert w.queue.writes[-2:] == [("e3", 0), ("e3", 0)]  # woken by e2's release, and requeued
     assert ("e1", 1, 0) in w.queue.polls
+
+
+def test_the_listing_pages_through_batchs_next_from_and_never_waits_long(table: Table) -> None:
+    from relay.destinations.batch.audiences.listing import ListUnavailable, list_page
+
+    w = World(table)
+    page = {"audiences": [{"name": "a1", "nb_ids": 3}], "count": 2, "has_more": True, "next_from": "a2"}
+    w.batch.script = [Accepted(200, page), Accepted(200, {"audiences": [{"name": "a2"}], "has_more": False})]
+    first = list_page(w.batch, w.limiter, limit=1, next_token=None, max_wait_s=0)
+    assert [a.name for a in first.items] == ["a1"]
+    second = list_page(w.batch, w.limiter, limit=1, next_token=first.next_token, max_wait_s=0)
+    assert [a.name for a in second.items] == ["a2"]
+    assert second.next_token is None
+    assert [params for _, _, params in w.batch.calls] == [{"limit": 1}, {"limit": 1, "from": "a2"}]
+    assert len(w.limiter.answers) == 2  # each slot held until answered
+    with pytest.raises(ValueError, match="next_token"):
+        list_page(w.batch, w.limiter, limit=1, next_token="e30", max_wait_s=0)
+    w.batch.script = [RateLimited(retry_at=0.0), Rejected(401, "AUTHENTICATION_INVALID", "bad key")]
+    for status in (429, 502):
+        with pytest.raises(ListUnavailable) as unavailable:
+            list_page(w.batch, w.limiter, limit=1, next_token=None, max_wait_s=0)
+        assert unavailable.value.status == status
+    w.limiter.open = False
+    with pytest.raises(ListUnavailable) as busy:
+        list_page(w.batch, w.limiter, limit=1, next_token=None, max_wait_s=0)
+    assert (busy.value.status, busy.value.code) == (429, "upstream_busy")

@@ -45,7 +45,7 @@ def list_page(
     slot = limiter.acquire_until_answered(max_wait_s)
     if slot is None:
         raise ListUnavailable(
-            503, "upstream_busy", "Batch's 1 request/s for this project is taken; try again"
+            429, "upstream_busy", "Batch's 1 request/s for this project is taken; try again"
         )
     try:
         outcome = client.call("GET", "/audiences/list", params=params)
