@@ -80,13 +80,16 @@ class ProfileDispatcher:
         self.call_size = max(1, min(s.batch_operations_per_call, math.floor(deps.limiter.capacity)))
         self.page = self.call_size + LOOKAHEAD
         self.rate_limited_streak = 0
+        # The longest round so far (claim, load, take, send, record): a round is started only
+        # with the reserve AND that much time left, so a slow store never cuts one short.
+        self.longest_round_s = 0.0
 
     def run(self, remaining_ms: Callable[[], int]) -> str:
         """Send until the lane is idle, must wait, or the Lambda's time runs short."""
         d, s = self.deps, self.deps.settings
         self._settle_abandoned()
         while True:
-            if remaining_ms() < s.batch_dispatch_reserve_ms:
+            if remaining_ms() < s.batch_dispatch_reserve_ms + 1000 * self.longest_round_s:
                 self._wake_later(0)
                 return "time budget spent, handed over"
             state = store.read_lane(d.table, d.lane)
@@ -113,7 +116,9 @@ class ProfileDispatcher:
             if wait > s.batch_dispatch_max_inline_wait_s:
                 self._wait(wait)
                 return "waiting for the updates limiter"
+            started = d.clock()
             self._send_call(call)
+            self.longest_round_s = max(self.longest_round_s, d.clock() - started)
 
     def _send_call(self, chunks: Sequence[PendingChunk]) -> None:
         d, s = self.deps, self.deps.settings
@@ -294,6 +299,7 @@ class ProfileDispatcher:
                 now,
             )
             d.emit("BatchChunksAbandoned", len(stale))
+            d.emit("BatchCallsAmbiguous", 1)  # alarmed: maybe applied by Batch, never re-sent
             logger.error("abandoned chunks marked ambiguous", extra={"chunks": len(stale)})
         looks = [(c.claimed_at or now) + bound for c in in_flight if c not in stale]
         return min(looks) if looks else None

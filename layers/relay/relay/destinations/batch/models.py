@@ -176,7 +176,10 @@ class Event(Model):
     def _recent(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return value
-        at = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        try:
+            at = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        except (OverflowError, ValueError, OSError):
+            raise ValueError("an event time must be a date-time within the last day") from None
         now, max_age = time.time(), get_settings().batch_event_max_age_s
         if at > now + FUTURE_SKEW_S:
             raise ValueError("an event cannot be dated in the future")

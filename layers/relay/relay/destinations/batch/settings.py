@@ -36,8 +36,9 @@ class BatchSettings(RelaySettings):
     batch_dispatch_linger_s: float = Field(0.5, ge=0, le=10)
     # Waits up to this long are slept; longer ones are a delayed wake-up.
     batch_dispatch_max_inline_wait_s: float = Field(2.0, ge=0, le=5)
-    # Hand over to a fresh wake-up when the Lambda has less than this left.
-    batch_dispatch_reserve_ms: int = Field(5000, ge=0)
+    # Hand over to a fresh wake-up when the Lambda has less than this left: room for one more
+    # round (a 2 s limiter wait, the 3 + 15 s HTTP timeouts, the records), so none is cut short.
+    batch_dispatch_reserve_ms: int = Field(25_000, ge=0)
     # Operations claimed this long ago and never recorded (their dispatcher died): `ambiguous`.
     batch_stale_sending_s: float = Field(900.0, gt=0)
 
