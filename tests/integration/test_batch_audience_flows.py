@@ -325,3 +325,23 @@ def test_an_idempotency_key_answers_the_first_write_again(api: Api, bt: Any) -> 
     assert api.wait(first["execution_id"], done, timeout=60)["status"] == "applied"
     assert audience_writes(bt, audience) == [("/audiences/create", 0)]
     assert api.http.delete(f"/v1/executions/{first['execution_id']}").status_code == 409
+
+
+def test_a_replace_of_25000_ids_goes_in_calls_of_10000(api: Api, bt: Any) -> None:
+    """At the documented size: the first call replaces, the two after it add, none over 10,000."""
+    bt.audiences.max_ids = 10_000
+    audience = name()
+    with relay_env(BATCH_AUDIENCE_IDS_PER_CALL="10000", RELAY_MAX_BODY_BYTES="5000000"):
+        create(api, audience)
+        answer = replace(api, audience, [f"customer-{i:06d}" for i in range(25_000)])
+        assert (answer["ids"], answer["calls"]) == (25_000, 3)
+        view = api.wait(answer["execution_id"], done, timeout=90)
+    assert view["status"] == "applied", view
+    assert audience_writes(bt, audience) == [
+        ("/audiences/create", 0),
+        ("/audiences/replace", 10_000),
+        ("/audiences/update", 10_000),
+        ("/audiences/update", 5_000),
+    ]
+    assert len(bt.audiences.members(audience)) == 25_000
+    assert [c["ids"] for c in view["audience"]["calls"]] == [10_000, 10_000, 5_000]
