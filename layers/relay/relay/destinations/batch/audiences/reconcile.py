@@ -52,8 +52,8 @@ def repair(deps: AudienceDeps, item: dict[str, Any], now: float, stale_before: f
         stale_s = deps.settings.batch_audience_stale_sending_s
         if float(item.get("sending_at") or now) >= min(stale_before, now - stale_s):
             return None
-        settle_interrupted(item, deps)
-        return "BatchAudienceCallsSettled"
+        settled = settle_interrupted(item, deps)
+        return "BatchAudienceCallsSettled" if settled != "moved on elsewhere" else None
     if status == "indexing":
         store.touch_due(deps.table, execution_id, "indexing", now, repair=True)
         deps.queue.poll(execution_id, attempt=int(item.get("poll_seq") or 1), delay_s=0)
