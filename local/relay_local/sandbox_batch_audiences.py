@@ -15,6 +15,7 @@ sandbox's own, in Batch's ``{error_code, error_message}`` shape.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -66,11 +67,20 @@ def _error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
     return status, {"error_code": code, "error_message": message}
 
 
+def default_indexing_s() -> float:
+    """How long a token stays in progress (``SANDBOX_BATCH_INDEXING_S``, 1 s by default)."""
+    return float(os.environ.get("SANDBOX_BATCH_INDEXING_S") or 1.0)
+
+
 class SandboxAudiences:
     def __init__(
-        self, *, indexing_s: float = 1.0, max_ids: int = 10_000, clock: Callable[[], float] = time.time
+        self,
+        *,
+        indexing_s: float | None = None,
+        max_ids: int = 10_000,
+        clock: Callable[[], float] = time.time,
     ):
-        self.indexing_s = indexing_s
+        self.indexing_s = default_indexing_s() if indexing_s is None else indexing_s
         self.max_ids = max_ids
         self.in_progress_spelling = "IN_PROGRESS"
         self.clock = clock
@@ -86,7 +96,8 @@ class SandboxAudiences:
             self.audiences.clear()
             self.tokens.clear()
             self.calls.clear()
-            self.indexing_s, self.max_ids, self.in_progress_spelling = 1.0, 10_000, "IN_PROGRESS"
+            self.indexing_s, self.max_ids = default_indexing_s(), 10_000
+            self.in_progress_spelling = "IN_PROGRESS"
 
     def writes(self, name: str | None = None) -> list[AudienceCall]:
         """Accepted writes (202), in arrival order."""
