@@ -172,3 +172,32 @@ def test_cancel_stops_what_is_not_sent(api: Api, relay: LocalStack) -> None:
     assert api.wait(answer["execution_id"])["operations"]["cancelled"] == 3
     assert api.http.delete(f"/v1/executions/{answer['execution_id']}").status_code == 409
     assert relay.sandbox_batch.profile_calls() == []
+
+
+def test_dead_lettered_operations_are_redriven_to_delivery(api: Api, relay: LocalStack, sqs: Any) -> None:
+    from relay.executions import registry
+
+    relay.sandbox_batch.fail_next(500, 1000)
+    with relay_env(BATCH_RETRY_FOR_S="1"):
+        answer = post(api, [op(1), op(2)])
+        assert api.wait(answer["execution_id"])["operations"]["dead_lettered"] == 2
+    relay.sandbox_batch.reset()  # Batch is back
+    [parked] = dlq_messages(sqs, relay.resources.url("BatchDeadLetterQueue"))
+    assert "back to pending" in registry.get("batch").redrive(parked, 0.0)
+    done = api.wait(answer["execution_id"], until=lambda e: e["operations"]["delivered"] == 2)
+    assert done["status"] == "completed"
+    assert done["operations"]["dead_lettered"] == 0
+
+
+def test_the_project_limiter_allows_one_request_a_second(relay: LocalStack) -> None:
+    """Every endpoint but /profiles/update (the audiences) takes a slot here first."""
+    from relay.destinations.batch import wiring
+
+    limiter = wiring.project_limiter()
+    assert limiter.name.startswith("batch:project:")
+    assert relay.sandbox_batch.project_key not in limiter.name  # a hash, never the key
+    first = limiter.acquire(5.0)
+    second = limiter.acquire(5.0)
+    assert first is not None
+    assert second is not None
+    assert second - first >= 1.0
