@@ -15,14 +15,14 @@ from relay.core.http import ApiError, authenticate, check_body_size, check_json_
 from relay.core.settings import get_settings
 from relay.executions import service as execution_flows
 from relay.executions.requests import IdempotencyConflict, IdempotencyInProgress
-from routes import batch, executions, optimized, optimove, results
+from routes import batch, batch_audiences, executions, optimized, optimove, results
 from routes.errors import answers
 
 logger = Logger()
 metrics = Metrics()
 tracer = tracing.tracer()
 app = APIGatewayHttpResolver(enable_validation=True)
-for feature in (optimized, executions, results, optimove, batch):
+for feature in (optimized, executions, results, optimove, batch, batch_audiences):
     app.include_router(feature.router)
 
 PUBLIC_ROUTES = {"GET /v1/health", "GET /v1/openapi.json"}
@@ -106,7 +106,12 @@ def on_unexpected(exc: Exception) -> Response:
 
 
 def _error(error: ApiError) -> Response:
-    return Response(status_code=error.status, content_type="application/json", body=error.body())
+    return Response(
+        status_code=error.status,
+        content_type="application/json",
+        body=error.body(),
+        headers=error.headers or None,
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

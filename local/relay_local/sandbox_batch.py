@@ -33,6 +33,8 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from relay_local.sandbox_batch_audiences import SandboxAudiences
+
 PROFILES_UPDATE = "/profiles/update"
 ERROR_CODES = {
     400: "BAD_REQUEST",
@@ -91,6 +93,8 @@ class SandboxBatch:
         self.max_text_length = max_text_length
         self.calls: list[ReceivedCall] = []
         self.rate_limited = 0
+        # The audience endpoints' state and behaviour (indexing states, ordering, paging).
+        self.audiences = SandboxAudiences()
         # Profiles as Batch would hold them: custom id / installation -> attributes and events.
         self.profiles: dict[str, dict[str, Any]] = {}
         self._tokens = float(updates_burst)
@@ -129,6 +133,7 @@ class SandboxBatch:
         with self._lock:
             self.calls.clear()
             self.profiles.clear()
+            self.audiences.reset()
             self._faults.clear()
             self._project_recent.clear()
             self.rate_limited = 0
@@ -262,8 +267,9 @@ class SandboxBatch:
         self, method: str, path: str, query: dict[str, list[str]], payload: Any, now: float
     ) -> tuple[int, dict[str, str], Any]:
         """The ``/audiences/*`` endpoints (create, update, replace, remove, list, view) with their
-        indexing states: served by the audiences part of the sandbox, added here."""
-        return 404, {}, _error(404, f"{method} {path} is not served by this sandbox")
+        indexing states (``relay_local.sandbox_batch_audiences``)."""
+        status, answer = self.audiences.handle(method, path, {k: v[0] for k, v in query.items()}, payload)
+        return status, {}, answer
 
     def handle(
         self, method: str, path: str, headers: Any, body: bytes

@@ -18,7 +18,10 @@ ERROR_TEXT = {
     409: "Idempotency-Key reused with another body or still in progress, or a state that does not allow it",
     413: "Body over RELAY_MAX_BODY_BYTES (or a part of it over what one stored item can hold)",
     422: "Validation failed; details name each field",
-    503: "A conflict with a concurrent writer or an unavailable dependency; send the request again",
+    429: "The upstream's limit for this request is taken right now; retry after `Retry-After` seconds",
+    502: "The upstream refused the request (its error code and message are in the message)",
+    503: "A conflict with a concurrent writer, an unavailable dependency or a busy upstream limit; "
+    "send the request again",
 }
 
 # Every error an authenticated route can answer, whatever it is (kept for callers that list them all).

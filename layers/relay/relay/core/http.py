@@ -17,12 +17,21 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 class ApiError(Exception):
     """An answer in the documented error shape: raise it anywhere below a route."""
 
-    def __init__(self, status: int, code: str, message: str, details: Sequence[ErrorDetail] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Sequence[ErrorDetail] = (),
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = list(details)
+        self.headers = dict(headers or {})  # e.g. Retry-After on a 429
 
     def body(self) -> str:
         return ErrorResponse(
@@ -30,7 +39,7 @@ class ApiError(Exception):
         ).model_dump_json(exclude_none=True)
 
     def as_lambda_response(self) -> dict[str, Any]:
-        return {"statusCode": self.status, "headers": JSON_HEADERS, "body": self.body()}
+        return {"statusCode": self.status, "headers": {**JSON_HEADERS, **self.headers}, "body": self.body()}
 
 
 def field_path(loc: Iterable[Any]) -> str:

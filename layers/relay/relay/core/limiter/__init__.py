@@ -27,6 +27,7 @@ def per_second(
     rps: float,
     *,
     min_bucket_s: float = 0.05,
+    unsettled_max_s: float = 60.0,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Limiter:
@@ -35,5 +36,8 @@ def per_second(
     if found is not None:
         return BucketLimiter(table=table, name=name, plan=found, clock=clock, sleep=sleep)
     # Below 2/s: at most floor(rps) in any second, or one per 1/rps seconds under one a second.
-    rule = Rule(int(rps), 1.0) if rps >= 1 else Rule(1, 1.0 / rps)
+    # ``unsettled_max_s``: how long a slot taken until answered may still reach the upstream (its
+    # call's longest possible duration); past that a crashed caller's slot is counted as used then.
+    window = (int(rps), 1.0) if rps >= 1 else (1, 1.0 / rps)
+    rule = Rule(*window, unsettled_max_s=unsettled_max_s)
     return LogLimiter(table=table, name=name, rule=rule, clock=clock, sleep=sleep)

@@ -86,11 +86,33 @@ def settle(
 class LogLimiter(SlotLimiter):
     """A sliding log taken one slot at a time (low rates: at most ``rule.limit`` in any window).
 
-    The slot is stamped settled at once: the caller sends right after taking it, as with buckets."""
+    :meth:`acquire` stamps the slot settled at once: the caller sends right after taking it, as
+    with buckets. :meth:`acquire_until_answered` leaves it unsettled (every reader counts it as
+    happening now) until :meth:`answered` moves it to the answer's time: where the upstream counts
+    strictly (one request a second, measured at its door), a request that took longer to arrive
+    than the one before it can then never land inside the same second."""
 
     rule: Rule
 
     def acquire(self, max_wait_s: float) -> float | None:
+        return self._take(max_wait_s, settle=True)
+
+    def acquire_until_answered(self, max_wait_s: float) -> float | None:
+        return self._take(max_wait_s, settle=False)
+
+    def answered(self, taken_at: float, answered_at: float | None) -> None:
+        """The request of the slot taken at ``taken_at`` was answered at ``answered_at`` (None:
+        it was never sent, the slot is given back)."""
+        settle(
+            self.table,
+            [self.name],
+            taken_at,
+            [] if answered_at is None else [answered_at],
+            expires_at=int(self.clock() + self.rule.window_s + 3600),
+            unused=1 if answered_at is None else 0,
+        )
+
+    def _take(self, max_wait_s: float, *, settle: bool) -> float | None:
         deadline = self.clock() + max_wait_s
         while True:
             now = self.clock()
@@ -101,7 +123,9 @@ class LogLimiter(SlotLimiter):
             if at > now:
                 self.sleep(at - now)
                 continue
-            taken = log.with_hits(self.rule, now).settled(now, [now])
+            taken = log.with_hits(self.rule, now)
+            if settle:
+                taken = taken.settled(now, [now])
             try:
                 self.table.transact(
                     [write_log_operation(self.name, taken, expires_at=int(now + self.rule.window_s + 3600))]

@@ -37,6 +37,15 @@ class SlotLimiter:
         sends at once."""
         raise NotImplementedError
 
+    def acquire_until_answered(self, max_wait_s: float) -> float | None:
+        """:meth:`acquire`, for a caller that says when its request was answered
+        (:meth:`answered`); limiters that need not know take it as :meth:`acquire`."""
+        return self.acquire(max_wait_s)
+
+    def answered(self, taken_at: float, answered_at: float | None) -> None:
+        """The request of the slot taken at ``taken_at`` was answered at ``answered_at`` (None:
+        never sent)."""
+
     def still_valid(self, taken_at: float) -> bool:
         """Whether a request made now still fits the slot taken at ``taken_at``. A slot holds
         only if its request is made promptly: a caller that did anything slow in between (a

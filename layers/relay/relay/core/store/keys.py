@@ -168,6 +168,21 @@ def due_sort(due_iso: str, execution_id: str) -> str:
     return f"{due_iso}#{execution_id}"
 
 
+def execution_part(execution_id: str, n: int) -> dict[str, str]:
+    """Part ``n`` of what an execution carries that outgrows one item (an audience write's ids)."""
+    return {"pk": execution_partition(execution_id), "sk": f"PART#{n:06d}"}
+
+
+def audience_sequence(name: str) -> dict[str, str]:
+    """An audience's sequence: how many writes were accepted, and up to which one the next may go."""
+    return {"pk": f"AUDIENCE#{name}", "sk": "SEQUENCE"}
+
+
+def audience_write(name: str, seq: int) -> dict[str, str]:
+    """Write number ``seq`` of an audience (its execution id): the one after a write is found here."""
+    return {"pk": f"AUDIENCE#{name}", "sk": f"WRITE#{seq:012d}"}
+
+
 # --- Results --------------------------------------------------------------------------------------
 
 

@@ -86,6 +86,20 @@ class BatchSettings(RelaySettings):
     batch_indexing_poll_first_s: float = Field(2.0, ge=0, le=900)
     batch_indexing_poll_max_s: float = Field(60.0, ge=0, le=900)
     batch_indexing_give_up_s: float = Field(6 * 3600.0, gt=0)
+    # A slot of the project limiter is waited for inline up to this long; a longer wait re-queues
+    # the write (or poll) with an SQS delay instead of sleeping in the Lambda.
+    batch_audience_max_inline_wait_s: float = Field(1.5, ge=0, le=5)
+    # A write hands over to a fresh message when its Lambda has less than this left.
+    batch_audience_reserve_ms: int = Field(5000, ge=0)
+    # A call claimed this long ago and never recorded was interrupted (its worker died):
+    # `ambiguous` (or sent again with BATCH_RESEND_AMBIGUOUS).
+    batch_audience_stale_sending_s: float = Field(120.0, gt=0)
+    # Unverified whether Batch applies a write that arrives while an earlier one still indexes:
+    # by default the next write of an audience goes once the earlier one's calls are made (Batch
+    # orders them); true waits until the earlier one is indexed (slower, never overlapping).
+    batch_audience_wait_for_indexing: bool = False
+    # GET /v1/batch/audiences waits this long at most for a slot, then answers 503.
+    batch_audience_list_wait_s: float = Field(2.0, ge=0, le=10)
 
     # --- Mirroring Optimized.app results onto Batch profiles -----------------------------------
     batch_mirror_results: bool = False

@@ -43,7 +43,14 @@ def project_hash() -> str:
 def project_limiter() -> Limiter:
     """Every endpoint but /profiles/update: BATCH_PROJECT_RPS requests a second per project key,
     for any alignment of Batch's windows (audiences call ``acquire`` before each request)."""
-    return per_second(wiring.table(), f"batch:project:{project_hash()}", get_settings().batch_project_rps)
+    s = get_settings()
+    # A slot is held until its call is answered (acquire_until_answered / answered): Batch counts
+    # at its door, so the next call goes a full second after the last answer. A caller that dies
+    # mid-call frees its slot after the call's longest possible duration.
+    longest_call_s = s.batch_connect_timeout_s + s.batch_read_timeout_s + 2.0
+    return per_second(
+        wiring.table(), f"batch:project:{project_hash()}", s.batch_project_rps, unsettled_max_s=longest_call_s
+    )
 
 
 @wiring.once
