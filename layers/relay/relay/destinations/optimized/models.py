@@ -147,4 +147,13 @@ def ceil_to_second(ts: float) -> float:
     return dt.timestamp()
 
 
-ExecutionStatus = Literal["queued", "dispatching", "completed", "partially_failed", "failed", "cancelled"]
+ExecutionStatus = Literal[
+    "queued",  # nothing sent yet
+    "dispatching",  # some chunks sent, others waiting for a slot
+    "scheduled",  # every chunk not cancelled was handed upstream; the campaign starts at scheduled_for
+    "completed",  # every chunk sent (and its start_at, if any, has passed)
+    "partially_cancelled",  # the chunks not cancelled were sent; the rest were cancelled
+    "partially_failed",  # some chunks failed, are ambiguous or dead-lettered; the rest were sent
+    "failed",  # every chunk not cancelled failed
+    "cancelled",  # cancelled before anything was sent
+]
