@@ -146,8 +146,14 @@ def cancel(table: Table, item: dict[str, Any], now: float) -> OptimizedExecution
         if not moved:
             cancelled += 1
             failpoint("cancel.after_chunk")
-    if cancelled == 0 and derive_status(item) not in ("queued", "dispatching"):
-        raise NotCancellable(f"execution is {derive_status(item)}; nothing left to cancel")
+    status = derive_status(item)
+    if cancelled == 0 and status not in ("queued", "dispatching"):
+        if status == "scheduled":
+            raise NotCancellable(
+                "execution is scheduled: every chunk was handed to Optimized.app, to start at "
+                f"{iso(float(item['schedule']['start_at']))}; nothing left to cancel here"
+            )
+        raise NotCancellable(f"execution is {status}; nothing left to cancel")
     current = executions.get(table, execution_id) or item
     return get(table, current, details=True)
 
