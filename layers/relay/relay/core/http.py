@@ -89,9 +89,12 @@ def _not_a_number(name: str) -> Any:
 
 def check_json_body(event: dict[str, Any]) -> dict[str, Any]:
     """A request body that is not JSON the relay can take gets a 4xx naming why, before any
-    route sees it. The body is read as JSON whatever its Content-Type says (curl -d sends
-    form-encoded); the event is returned with the body as text and Content-Type JSON, so the
-    routes' validation sees the fields that were sent."""
+    route sees it. The body is read as JSON whatever its Content-Type says, or with none: every
+    route takes JSON and nothing else, and `curl -d` labels it form-encoded, which Powertools
+    would parse as form fields (one "extra" field named after the whole body, the real ones
+    "required"). A 415 would only refuse a wrong label on a body that is fine. The event is
+    returned with the body as text and Content-Type JSON, so the routes' validation sees the
+    fields that were sent."""
     raw = raw_body(event)
     if not raw:
         return event
