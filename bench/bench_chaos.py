@@ -90,7 +90,14 @@ RESULT_TYPES = ("sms.delivered", "call.no_answer", "email.opened", "call.answere
 GENERATORS = ("chaos-gen-a", "chaos-gen-b")
 
 OPTIMIZED_ENDED = {"ambiguous", "failed", "dead_lettered"}
-OPTIMIZED_TERMINAL = {"completed", "partially_failed", "failed", "cancelled"}
+OPTIMIZED_TERMINAL = {
+    "completed",
+    "scheduled",
+    "partially_cancelled",
+    "partially_failed",
+    "failed",
+    "cancelled",
+}
 OPTIMOVE_ENDED = {"failed", "unknown", "dead_lettered", "cancelled"}
 OPTIMOVE_TERMINAL = {"published", *OPTIMOVE_ENDED}
 

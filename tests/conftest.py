@@ -59,7 +59,9 @@ COMPRESSED_ENV = {
 }
 
 CAMPAIGN = "9e679c93-ff33-4b1e-bfad-1ac77afe1aef"
-FINISHED = {"completed", "partially_failed", "failed", "cancelled"}
+# Where an Optimized.app execution ends up once every chunk is settled ("scheduled": handed upstream
+# for a campaign that starts later, e.g. a trigger made with `schedule(3600)`).
+FINISHED = {"completed", "scheduled", "partially_cancelled", "partially_failed", "failed", "cancelled"}
 
 RELAY_FIXTURE = "relay"
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -91,7 +92,37 @@ def on_conflict(exc: IdempotencyConflict) -> Response:
 
 @app.not_found
 def on_unknown_route(exc: Exception) -> Response:
-    return _error(ApiError(404, "not_found", "No such route"))
+    """Every request no route takes ends here: API Gateway sends it to this function through the
+    template's catch-all (``$default``) route, so even a mistyped path or a wrong method is answered
+    in the error shape. A path some route serves with other methods is a 405 naming them."""
+    method, path = app.current_event.http_method.upper(), app.current_event.path
+    allowed = sorted(m for m, rule in _every_route() if rule.fullmatch(path) and m != method)
+    if allowed:
+        error = ApiError(
+            405, "method_not_allowed", f"{method} is not allowed on {path}; use {', '.join(allowed)}"
+        )
+        return Response(
+            status_code=405,
+            content_type="application/json",
+            body=error.body(),
+            headers={"Allow": ", ".join(allowed)},
+        )
+    return _error(
+        ApiError(404, "not_found", f"No route {method} {path}; the routes are listed in /v1/openapi.json")
+    )
+
+
+# Routes of this HTTP API that other functions serve (only their methods are needed here).
+OTHER_FUNCTIONS_ROUTES = (("POST", "/v1/webhooks/optimized"),)
+
+
+@cache
+def _every_route() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """(method, compiled path) of every route of the API; the resolver's own list (it has no public
+    accessor; tests/integration/test_api_answers.py fails if Powertools renames it)."""
+    own = [(r.method, r.rule) for r in (*app._static_routes, *app._dynamic_routes)]
+    others = [(m, re.compile(re.escape(p))) for m, p in OTHER_FUNCTIONS_ROUTES]
+    return tuple(own + others)
 
 
 @app.exception_handler(IdempotencyInProgress)

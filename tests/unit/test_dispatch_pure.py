@@ -181,7 +181,7 @@ def test_estimate_done() -> None:
         ({"chunks_sent": 2, "chunks_ambiguous": 1}, "partially_failed"),
         ({"chunks_failed": 2, "chunks_dead_lettered": 1}, "failed"),
         ({"chunks_cancelled": 3}, "cancelled"),
-        ({"chunks_sent": 1, "chunks_cancelled": 2}, "completed"),
+        ({"chunks_sent": 1, "chunks_cancelled": 2}, "partially_cancelled"),
         ({"chunks_failed": 1, "chunks_cancelled": 2}, "failed"),
     ],
 )

@@ -41,7 +41,7 @@ def test_validation_error_names_each_field() -> None:
     assert error.code == "validation_failed"
     fields = [d.field for d in error.details]
     assert fields == ["group_id", "profiles[3].person"]
-    assert error.message.startswith("group_id: ")
+    assert error.message.startswith("group_id must be a UUID")
     assert error.message.endswith("(and 1 more)")
     body = json.loads(error.body())
     assert set(body) == {"error"}

@@ -79,17 +79,42 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
         _resolve(document, ref)  # KeyError names the one that does not
 
 
-def test_every_route_of_the_template_is_declared(document: dict[str, Any]) -> None:
+def _http_api_events() -> list[tuple[str, dict[str, Any]]]:
     template = load_template(REPO / "template.yaml")
-    routes = {
-        (event["Properties"]["Method"].lower(), _shape(event["Properties"]["Path"]))
-        for resource in template["Resources"].values()
+    return [
+        (name, event.get("Properties") or {})
+        for name, resource in template["Resources"].items()
         for event in ((resource.get("Properties") or {}).get("Events") or {}).values()
         if event.get("Type") == "HttpApi"
+    ]
+
+
+def test_every_route_of_the_template_is_declared(document: dict[str, Any]) -> None:
+    # The catch-all ($default: no Path) is not an operation: it answers what no route takes.
+    routes = {
+        (props["Method"].lower(), _shape(props["Path"])) for _, props in _http_api_events() if "Path" in props
     }
     declared = {(method, _shape(path)) for method, path, _ in _operations(document)}
     assert routes, "no HttpApi events in the template"
     assert routes == declared
+
+
+def test_the_catch_all_goes_to_the_api_function_and_is_not_an_operation(document: dict[str, Any]) -> None:
+    catch_all = [name for name, props in _http_api_events() if props.get("Path", "$default") == "$default"]
+    assert catch_all == ["ApiFunction"]
+    assert not [path for path in document["paths"] if "default" in path or "proxy" in path]
+
+
+def test_every_request_body_refuses_unknown_fields(document: dict[str, Any]) -> None:
+    """An unknown top-level field is a 422 on every route (the models derive from RequestModel)."""
+    for method, path, operation in _operations(document):
+        body = operation.get("requestBody")
+        if not body or path == "/v1/webhooks/optimized":  # the platform's events: kept as they come
+            continue
+        schema = body["content"]["application/json"]["schema"]
+        if "$ref" in schema:
+            schema = _resolve(document, schema["$ref"])
+        assert schema.get("additionalProperties") is False, (method, path)
 
 
 def test_every_operation_declares_its_success_with_a_schema(document: dict[str, Any]) -> None:

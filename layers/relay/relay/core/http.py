@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from relay.core.models import ErrorBody, ErrorDetail, ErrorResponse, json_safe
+from relay.core.validation_messages import sentence
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -61,14 +62,22 @@ def validation_error(errors: Sequence[dict[str, Any]]) -> ApiError:
         reason = json_safe((first.get("ctx") or {}).get("error", "JSON decode error"))
         return ApiError(400, "invalid_json", f"The request body is not valid JSON: {reason}")
     details = [
-        ErrorDetail(field=field_path(e.get("loc", ())) or None, message=str(e.get("msg")), type=e.get("type"))
+        ErrorDetail(field=field_path(e.get("loc", ())) or None, message=sentence(e), type=e.get("type"))
         for e in errors
     ]
     first = details[0] if details else None
-    message = f"{first.field}: {first.message}" if first and first.field else "The request is not valid"
+    message = about(first.field, first.message) if first else "The request is not valid"
     if len(details) > 1:
         message += f" (and {len(details) - 1} more)"
     return ApiError(422, "validation_failed", message, details)
+
+
+def about(field: str | None, problem: str) -> str:
+    """One problem as a sentence: ``group_id must be a UUID``, ``schedule.start_at: start_at is
+    in the past`` (a validator's own words keep the field apart), ``The body must be ...``."""
+    if not field:
+        return f"The request {problem}" if problem.startswith(("must ", "is ")) else problem
+    return f"{field} {problem}" if problem.startswith(("must ", "is ")) else f"{field}: {problem}"
 
 
 def raw_body(event: dict[str, Any]) -> bytes:
@@ -89,9 +98,12 @@ def _not_a_number(name: str) -> Any:
 
 def check_json_body(event: dict[str, Any]) -> dict[str, Any]:
     """A request body that is not JSON the relay can take gets a 4xx naming why, before any
-    route sees it. The body is read as JSON whatever its Content-Type says (curl -d sends
-    form-encoded); the event is returned with the body as text and Content-Type JSON, so the
-    routes' validation sees the fields that were sent."""
+    route sees it. The body is read as JSON whatever its Content-Type says, or with none: every
+    route takes JSON and nothing else, and `curl -d` labels it form-encoded, which Powertools
+    would parse as form fields (one "extra" field named after the whole body, the real ones
+    "required"). A 415 would only refuse a wrong label on a body that is fine. The event is
+    returned with the body as text and Content-Type JSON, so the routes' validation sees the
+    fields that were sent."""
     raw = raw_body(event)
     if not raw:
         return event

@@ -30,6 +30,14 @@ class Model(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
+class RequestModel(Model):
+    """The body of a request (and the objects in it that the relay reads itself): a field it does
+    not know is refused with a 422 naming it, on every route - a misspelt ``send_at`` or
+    ``start_at`` must not be dropped silently and the work sent at the wrong time."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid")
+
+
 PhoneNumber = Annotated[str, AfterValidator(_e164)]
 EmailAddress = Annotated[str, Field(max_length=320), AfterValidator(_email)]
 

@@ -101,6 +101,9 @@ class ExecutionView(Model):
     execution_id: str
     destination: str
     status: str = Field(description="The destination's status of the execution")
+    scheduled_for: str | None = Field(
+        None, description="When the work is to run upstream, while it waits for that time (ISO 8601)"
+    )
     group_id: str | None = None
     schedule: dict[str, Any] | None = None
     profiles: ProfileCounts

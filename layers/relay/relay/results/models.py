@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from relay.core.models import Model
+from relay.core.models import Model, RequestModel
 from relay.core.timeutil import within_range
 from relay.executions.models import COUNTERS, ResultCounts, ResultMirror
 
@@ -90,7 +90,7 @@ class WebhookAccepted(Model):
     event_ids: list[str]
 
 
-class ReplayRequest(Model):
+class ReplayRequest(RequestModel):
     """POST /v1/results/replay: forward again the results received in a window."""
 
     since: datetime = Field(description="ISO 8601; results received at or after this")

@@ -18,7 +18,16 @@ NAME = "optimized"
 
 class Optimized(Destination):
     name = NAME
-    statuses = ("queued", "dispatching", "completed", "partially_failed", "failed", "cancelled")
+    statuses = (
+        "queued",
+        "dispatching",
+        "scheduled",
+        "completed",
+        "partially_cancelled",
+        "partially_failed",
+        "failed",
+        "cancelled",
+    )
     dead_letter_queues = {"dispatch": "DISPATCH_DLQ_URL"}
 
     def view_model(self) -> type[ExecutionView]:

@@ -411,7 +411,4 @@ class GroupDispatcher:
         if exhausted:
             d.emit("ChunksDeadLettered", len(exhausted))
             logger.error("chunks dead-lettered after retries", extra={**log, "error": outcome.message})
-        return [
-            ChunkResult(c, batch.batch_id, "dead_lettered", {"error": error, "attempts": c.attempts + 1})
-            for c in exhausted
-        ]
+        return [ChunkResult(c, batch.batch_id, "dead_lettered", {"error": error}) for c in exhausted]

@@ -3,6 +3,7 @@ conditional writes), cancelled (chunk by chunk) and listed as scheduled work."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from relay.core.clock import iso
@@ -32,7 +33,9 @@ class OptimizedExecutionView(ExecutionView):
     status: ExecutionStatus
 
 
-def derive_status(item: dict[str, Any]) -> str:
+def derive_status(item: dict[str, Any], now: float | None = None) -> str:
+    """The execution's status from its chunk counters (and, once every chunk is sent, the clock:
+    a campaign handed upstream to start later is ``scheduled`` until its start_at)."""
     total = int(item.get("chunks_total", 0))
     sent, failed = int(item.get("chunks_sent", 0)), int(item.get("chunks_failed", 0))
     ambiguous, dead = int(item.get("chunks_ambiguous", 0)), int(item.get("chunks_dead_lettered", 0))
@@ -46,7 +49,16 @@ def derive_status(item: dict[str, Any]) -> str:
         return "failed"
     if failed + dead + ambiguous:
         return "partially_failed"
-    return "completed"
+    start_at = scheduled_start(item)
+    if start_at is not None and start_at > (time.time() if now is None else now):
+        return "scheduled"
+    return "partially_cancelled" if cancelled else "completed"
+
+
+def scheduled_start(item: dict[str, Any]) -> float | None:
+    """The campaign's start time asked for (epoch seconds), if the trigger had one."""
+    start_at = (item.get("schedule") or {}).get("start_at")
+    return float(start_at) if start_at is not None else None
 
 
 def view(item: dict[str, Any], chunk_items: list[dict[str, Any]] | None = None) -> OptimizedExecutionView:
@@ -75,10 +87,13 @@ def view(item: dict[str, Any], chunk_items: list[dict[str, Any]] | None = None) 
     schedule = item.get("schedule")
     if schedule and schedule.get("start_at") is not None:
         schedule = {**schedule, "start_at": iso(schedule["start_at"])}
+    status = derive_status(item)
+    start_at = scheduled_start(item)
     return OptimizedExecutionView(
         execution_id=item["execution_id"],
         destination=item["destination"],
-        status=derive_status(item),  # type: ignore[arg-type]
+        status=status,  # type: ignore[arg-type]
+        scheduled_for=iso(start_at) if status == "scheduled" and start_at is not None else None,
         group_id=item.get("group_id"),
         schedule=schedule,
         profiles=ProfileCounts(**{name: count(f"profiles_{name}") for name in ("total", *FINISHED)}),
@@ -131,8 +146,14 @@ def cancel(table: Table, item: dict[str, Any], now: float) -> OptimizedExecution
         if not moved:
             cancelled += 1
             failpoint("cancel.after_chunk")
-    if cancelled == 0 and derive_status(item) not in ("queued", "dispatching"):
-        raise NotCancellable(f"execution is {derive_status(item)}; nothing left to cancel")
+    status = derive_status(item)
+    if cancelled == 0 and status not in ("queued", "dispatching"):
+        if status == "scheduled":
+            raise NotCancellable(
+                "execution is scheduled: every chunk was handed to Optimized.app, to start at "
+                f"{iso(float(item['schedule']['start_at']))}; nothing left to cancel here"
+            )
+        raise NotCancellable(f"execution is {status}; nothing left to cancel")
     current = executions.get(table, execution_id) or item
     return get(table, current, details=True)
 

@@ -10,17 +10,17 @@ from uuid import UUID
 from pydantic import (
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from relay.core.models import EmailAddress, Model, PhoneNumber
+from relay.core.models import EmailAddress, Model, PhoneNumber, RequestModel
 from relay.core.timeutil import IanaZone, to_utc
+from relay.core.validation_messages import UUID_PATTERN, pattern
 
 # Group ids are UUIDs in Optimized.app's admin ("Organization Settings -> Integration").
-GroupId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")]
+GroupId = Annotated[str, pattern(UUID_PATTERN, "a UUID")]
 
 # Accepted clock skew when checking that start_at is not in the past.
 START_AT_SKEW_S = 5
@@ -54,7 +54,7 @@ class Profile(Model):
     ref: str | None = Field(None, max_length=256, description="Caller's own reference, echoed in results")
 
 
-class Schedule(Model):
+class Schedule(RequestModel):
     campaign_uuid: UUID
     timezone: IanaZone | None = Field(None, description="IANA time zone for a start_at without offset")
     start_at: datetime | None = Field(
@@ -75,7 +75,7 @@ class Schedule(Model):
         return utc
 
 
-class OptimizedTrigger(Model):
+class OptimizedTrigger(RequestModel):
     """``POST /v1/optimized/triggers``: any number of profiles for one group."""
 
     group_id: GroupId = Field(description="Optimized.app group UUID")
@@ -147,4 +147,13 @@ def ceil_to_second(ts: float) -> float:
     return dt.timestamp()
 
 
-ExecutionStatus = Literal["queued", "dispatching", "completed", "partially_failed", "failed", "cancelled"]
+ExecutionStatus = Literal[
+    "queued",  # nothing sent yet
+    "dispatching",  # some chunks sent, others waiting for a slot
+    "scheduled",  # every chunk not cancelled was handed upstream; the campaign starts at scheduled_for
+    "completed",  # every chunk sent (and its start_at, if any, has passed)
+    "partially_cancelled",  # the chunks not cancelled were sent; the rest were cancelled
+    "partially_failed",  # some chunks failed, are ambiguous or dead-lettered; the rest were sent
+    "failed",  # every chunk not cancelled failed
+    "cancelled",  # cancelled before anything was sent
+]

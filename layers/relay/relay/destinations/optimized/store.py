@@ -285,7 +285,14 @@ def finish(table: Table, results: Sequence[ChunkResult], now: float) -> None:
 
 
 def _finish_chunk(result: ChunkResult, now: float) -> dict[str, Any]:
-    fields = {"status": result.status, "finished_at": now, **result.fields}
+    # Every way a claimed chunk finishes follows a request (or one that may have been made): it
+    # counts, so a chunk sent at the first try shows 1 attempt (429s are not counted: not sent).
+    fields = {
+        "status": result.status,
+        "finished_at": now,
+        "attempts": result.chunk.attempts + 1,
+        **result.fields,
+    }
     names = {f"#f{i}": name for i, name in enumerate(fields)}
     vals = {f"v{i}": v for i, v in enumerate(fields.values())}
     assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))

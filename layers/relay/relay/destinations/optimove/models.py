@@ -6,14 +6,17 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from relay.core.models import Model
+from relay.core.models import Model, RequestModel
 from relay.core.timeutil import IanaZone, to_utc
+from relay.core.validation_messages import pattern
 
 # The docs say UUID, but their own second example ("11111111-xyz-xyz-xyz-111111111111") is not
 # one: accept any path-safe id rather than encode an unverified format.
-GeneratorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,128}$")]
+GeneratorId = Annotated[
+    str, pattern(r"^[A-Za-z0-9._-]{1,128}$", "1 to 128 letters, digits, dots, dashes or underscores")
+]
 
 # Accepted clock skew when checking that send_at is not in the past.
 SEND_AT_SKEW_S = 5
@@ -34,10 +37,8 @@ TERMINAL = frozenset({"published", "failed", "unknown", "dead_lettered", "cancel
 CANCELLABLE = frozenset({"scheduled", "queued"})
 
 
-class OptimoveTrigger(Model):
+class OptimoveTrigger(RequestModel):
     """``POST /v1/optimove/triggers``: run an event generator for every subscriber of a topic."""
-
-    model_config = ConfigDict(extra="forbid")
 
     event_generator_id: GeneratorId = Field(description="Event generator id from Optimove")
     topic_key: str = Field(min_length=1, max_length=256, description="Preference Centre topic key")
@@ -73,10 +74,8 @@ class OptimoveTriggerAccepted(Model):
     send_at: str | None = None
 
 
-class GeneratorSchema(Model):
+class GeneratorSchema(RequestModel):
     """``PUT /v1/optimove/generators/{id}/schema``: a JSON Schema for the trigger's context."""
-
-    model_config = ConfigDict(extra="forbid")
 
     json_schema: dict[str, Any] = Field(
         alias="schema",

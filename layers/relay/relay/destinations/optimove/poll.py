@@ -68,7 +68,11 @@ def poll_one(
         if isinstance(outcome, Status):
             report = outcome.report
             if report.status in ("published", "failed"):
-                fields: dict[str, Any] = {"upstream_status": report.status}
+                fields: dict[str, Any] = {
+                    "upstream_status": report.status,
+                    "last_polled_at": now,
+                    "polls": attempt,
+                }
                 if report.status == "published":
                     fields["audience_size"] = report.audience_size
                 else:
@@ -100,6 +104,8 @@ def poll_one(
                 fields={
                     "error_code": "poll_timeout",
                     "error_message": f"no terminal status within {s.optimove_poll_max_s:g}s",
+                    "last_polled_at": now,
+                    "polls": attempt,
                 },
             )
         except ConditionFailed:
@@ -116,7 +122,12 @@ def poll_one(
                 allowed_from=["accepted"],
                 to="processing",
                 now=now,
-                fields={"upstream_status": "processing", "polls": attempt, "poll_seq": attempt + 1},
+                fields={
+                    "upstream_status": "processing",
+                    "polls": attempt,
+                    "poll_seq": attempt + 1,
+                    "last_polled_at": now,
+                },
                 due=now + delay,
                 poll_seq=attempt,
             )
@@ -150,6 +161,7 @@ def _record_accepted(
                 "sent_at": now,
                 "poll_seq": attempt,
             },
+            add={"attempts": 1},  # the sender's call, which it did not live to count
             remove=["last_error"],
             due=now,
             note="202 recorded by the first status poll (the sender stopped after the call)",

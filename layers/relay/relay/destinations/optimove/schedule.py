@@ -58,18 +58,18 @@ def release_one(table: Table, queues: RunQueues, execution_id: str, now: float) 
 
 
 def cancel(table: Table, item: dict[str, Any], now: float) -> dict[str, Any]:
-    """Cancel a trigger that has not been sent (scheduled, or queued for a slot/retry)."""
+    """Cancel a trigger that has not been sent (scheduled, or queued for a slot/retry), giving up
+    its de-duplication key in the same write: the same event may then be triggered again."""
     if item.get("status") not in CANCELLABLE:
         raise NotCancellable(f"execution is {item.get('status')}; it can no longer be cancelled")
     try:
-        cancelled = store.transition(
+        cancelled = store.cancel_releasing_dedupe(
             table,
             item["execution_id"],
             allowed_from=CANCELLABLE,
-            to="cancelled",
             now=now,
+            dedupe_hash=item.get("dedupe_hash"),
             fields={"cancel_requested_at": now},
-            remove=["gsi2pk", "gsi2sk"],
         )
     except ConditionFailed as exc:
         current = store.get(table, item["execution_id"]) or {}

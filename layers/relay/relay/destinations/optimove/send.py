@@ -74,6 +74,7 @@ def settle_interrupted(execution_id: str, deps: OptimoveDeps) -> bool:
             allowed_from=["sending"],
             to="unknown",
             now=deps.clock(),
+            add={"attempts": 1},  # the interrupted call may have been made: it counts
             fields={
                 "error_code": "send_interrupted",
                 "error_message": "the send was interrupted; "
@@ -193,6 +194,8 @@ def _wait_for_slot(execution_id: str, item: dict[str, Any], deps: OptimoveDeps, 
 
 def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: OptimoveDeps) -> str:
     s, now = deps.settings, deps.clock()
+    # Every call counts as an attempt, the one that succeeds too; a 429 does not (it is counted as
+    # `rate_limited`: the upstream refused to take the call).
     attempts = int(item.get("attempts", 0))
     # Every outcome moves the run out of `sending`, and only from there (SQS may redeliver).
     leave_sending = partial(store.transition, deps.table, execution_id, allowed_from=["sending"], now=now)
@@ -212,6 +215,7 @@ def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: Optimove
                     "upstream_status": outcome.run.status,
                     "sent_at": now,
                     "poll_seq": 1,
+                    "attempts": attempts + 1,
                 },
                 remove=["last_error"],
                 due=now + first_poll,
@@ -242,6 +246,7 @@ def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: Optimove
                 "error_code": f"http_{outcome.status}",
                 "error_message": outcome.message,
                 "upstream_http_status": outcome.status,
+                "attempts": attempts + 1,
             },
         )
         _finish(deps, done)
@@ -250,7 +255,7 @@ def record(execution_id: str, item: dict[str, Any], outcome: Any, deps: Optimove
     if isinstance(outcome, Ambiguous) and not s.optimove_resend_ambiguous:
         done = leave_sending(
             to="unknown",
-            fields={"error_code": "ambiguous", "error_message": outcome.message},
+            fields={"error_code": "ambiguous", "error_message": outcome.message, "attempts": attempts + 1},
         )
         _finish(deps, done)
         return "ambiguous"

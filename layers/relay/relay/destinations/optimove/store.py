@@ -12,7 +12,7 @@ from typing import Any
 
 from relay.core.clock import iso
 from relay.core.store import codec, keys
-from relay.core.store.table import ConditionFailed, Table, TransactionCancelled
+from relay.core.store.table import ConditionFailed, Table, TransactionCancelled, update_operation
 from relay.destinations.optimove import NAME
 from relay.destinations.optimove.models import TERMINAL
 
@@ -110,6 +110,42 @@ def transition(
 
     ``due``: when the run's next step is due (its gsi2 entry, see :func:`due_keys`); a terminal
     status leaves gsi2."""
+    update = transition_operation(
+        execution_id,
+        allowed_from=allowed_from,
+        to=to,
+        now=now,
+        fields=fields,
+        remove=remove,
+        add=add,
+        note=note,
+        due=due,
+        poll_seq=poll_seq,
+    )["Update"]
+    return table.update(
+        keys.execution(execution_id),
+        update["UpdateExpression"],
+        values=update["ExpressionAttributeValues"],
+        names=update["ExpressionAttributeNames"],
+        condition=update["ConditionExpression"],
+        returns="ALL_NEW",
+    )
+
+
+def transition_operation(
+    execution_id: str,
+    *,
+    allowed_from: Iterable[str],
+    to: str,
+    now: float,
+    fields: dict[str, Any] | None = None,
+    remove: Iterable[str] = (),
+    add: dict[str, int] | None = None,
+    note: str | None = None,
+    due: float | None = None,
+    poll_seq: int | None = None,
+) -> dict[str, Any]:
+    """The conditional update of :func:`transition`, as one operation of a transaction."""
     allowed = list(allowed_from)
     entry: dict[str, Any] = {"status": to, "at": now}
     if note:
@@ -138,14 +174,65 @@ def transition(
     if poll_seq is not None:
         condition += " AND (poll_seq = :seq OR attribute_not_exists(poll_seq))"
         vals["seq"] = poll_seq
-    return table.update(
+    return update_operation(
         keys.execution(execution_id),
         expression,
         values=codec.values(**vals),
         names=names,
         condition=condition,
-        returns="ALL_NEW",
     )
+
+
+def cancel_releasing_dedupe(
+    table: Table,
+    execution_id: str,
+    *,
+    allowed_from: Iterable[str],
+    now: float,
+    dedupe_hash: str | None,
+    fields: dict[str, Any],
+) -> dict[str, Any]:
+    """``-> cancelled`` and, in the same transaction, the run's de-duplication key given up (iff
+    this run still holds it), so the same event can be triggered again: a cancelled run never ran.
+    Raises ConditionFailed when the run is no longer in ``allowed_from``."""
+    allowed = list(allowed_from)
+    cancel = transition_operation(
+        execution_id,
+        allowed_from=allowed,
+        to="cancelled",
+        now=now,
+        fields=fields,
+        remove=["gsi2pk", "gsi2sk"],
+    )
+    operations = [cancel]
+    if dedupe_hash:
+        operations.append(
+            {
+                "Delete": {
+                    "Key": codec.dump(keys.dedupe(NAME, dedupe_hash)),
+                    # Another run's key (this one's expired and was taken since) is not ours to free.
+                    "ConditionExpression": "attribute_not_exists(pk) OR execution_id = :id",
+                    "ExpressionAttributeValues": codec.values(id=execution_id),
+                }
+            }
+        )
+    try:
+        table.transact(operations)
+    except TransactionCancelled as cancelled:
+        if 0 in cancelled.failed_at():
+            raise ConditionFailed(execution_id) from cancelled
+        if 1 not in cancelled.failed_at():
+            raise
+        transition(
+            table,
+            execution_id,
+            allowed_from=allowed,
+            to="cancelled",
+            now=now,
+            fields=fields,
+            remove=["gsi2pk", "gsi2sk"],
+        )
+    return get(table, execution_id) or {}
 
 
 def advance_poll(

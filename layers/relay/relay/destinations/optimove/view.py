@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import Field
@@ -38,6 +39,17 @@ class OptimoveExecutionView(ExecutionView):
     optimove: OptimoveDetails | None = None
 
 
+# Not sent yet: the run waits for its send_at (scheduled), or for its slot at send_at (queued).
+WAITING = ("scheduled", "queued")
+
+
+def _waiting_for(item: dict[str, Any]) -> str | None:
+    send_at = item.get("send_at")
+    if item["status"] not in WAITING or send_at in (None, "") or float(send_at) <= time.time():
+        return None
+    return iso(float(send_at))
+
+
 def _iso(value: Any) -> str | None:
     return iso(float(value)) if value not in (None, "") else None
 
@@ -48,6 +60,7 @@ def optimove_view(item: dict[str, Any]) -> OptimoveExecutionView:
         execution_id=item["execution_id"],
         destination=NAME,
         status=item["status"],
+        scheduled_for=_waiting_for(item),
         # One upstream call fans out to a topic's audience: there are no profiles or chunks.
         profiles=ProfileCounts(total=0, sent=0, failed=0, ambiguous=0, dead_lettered=0, cancelled=0),
         chunks=ChunkCounts(
