@@ -9,6 +9,8 @@ import sys
 import threading
 from typing import Any
 
+from relay_ops import target
+
 from relay_local import sign
 from relay_local.stack import LocalStack
 
@@ -80,11 +82,21 @@ def main(argv: list[str] | None = None) -> int:
             if stack.sandbox is not None
             else f"{os.environ.get('OPTIMIZED_API_URL')} (OPTIMIZED_API_URL)"
         )
+        # The `relay` command finds this stack through this file (removed when the stack stops).
+        state = target.state_file()
+        target.write_state(
+            state,
+            api_url=stack.api_url,
+            api_key=stack.api_key,
+            environment=stack.operator_environment(),
+            webhook_secret=os.environ.get("WEBHOOK_SECRET"),
+        )
         print(banner(stack, upstream), flush=True)
         while not stopping.wait(0.5):
             pass
         logging.getLogger("relay_local").info("stopping")
     finally:
+        target.remove_state(target.state_file())
         stack.stop()
     return 0
 

@@ -398,6 +398,14 @@ class LocalStack:
             if poller.queue_url == url:
                 poller.await_receives_begun_before()
 
+    def operator_environment(self) -> dict[str, str]:
+        """What the `relay` command needs to reach this stack's AWS: the emulator's endpoint,
+        region and credentials, and every table and queue as the functions' environment names
+        them (written to its file by ``make dev``, see :mod:`relay_ops.target`)."""
+        from relay_ops.target import AWS_KEYS, is_resource_variable
+
+        return {k: v for k, v in os.environ.items() if k in AWS_KEYS or is_resource_variable(k)}
+
     def failpoints_fired(self) -> collections.Counter[str]:
         """How often each failpoint (``RELAY_FAILPOINTS``) fired in a function instance, by name."""
         return lambdas.failpoints_fired()
