@@ -97,6 +97,13 @@ ChunkSize = Annotated[
         help="Rows per trigger. Keep it when resuming: the Idempotency-Keys name the row ranges",
     ),
 ]
+Retries = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Times a chunk is sent again while the relay is unreachable or busy (same key: never twice)",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
 
 
@@ -115,6 +122,7 @@ def trigger_optimized(
     timezone: Annotated[str | None, typer.Option(help="IANA time zone of --start-at")] = None,
     calls_per_minute: Annotated[int | None, typer.Option(min=1, max=60)] = None,
     chunk_size: ChunkSize = 1000,
+    retries: Retries = 5,
     as_json: AsJson = False,
 ) -> None:
     """Profiles from a CSV to an Optimized.app group, in triggers of --chunk-size rows."""
@@ -135,7 +143,7 @@ def trigger_optimized(
         if v is not None
     }
     with _api(ctx) as api:
-        report = triggers.optimized(api, csv, group, schedule or None, chunk_size)
+        report = triggers.optimized(api, csv, group, schedule or None, chunk_size, retries + 1)
     raise typer.Exit(render.import_report(report, as_json))
 
 
@@ -149,6 +157,7 @@ def trigger_optimove(
     topic: Annotated[str | None, typer.Option(help="Topic key (else a topic_key column)")] = None,
     send_at: Annotated[str | None, typer.Option(help="ISO 8601 (else a send_at column; default now)")] = None,
     timezone: Annotated[str | None, typer.Option(help="IANA time zone of send_at")] = None,
+    retries: Retries = 5,
     as_json: AsJson = False,
 ) -> None:
     """Optimove runs from a CSV, one a row: columns event_generator_id, topic_key, send_at, timezone
@@ -162,7 +171,7 @@ def trigger_optimove(
         "timezone": timezone,
     }
     with _api(ctx) as api:
-        report = triggers.optimove(api, csv, defaults)
+        report = triggers.optimove(api, csv, defaults, retries + 1)
     raise typer.Exit(render.import_report(report, as_json))
 
 
@@ -174,6 +183,7 @@ def trigger_batch(
     ] = None,
     jsonl: Annotated[Path | None, typer.Option(help="Operations, one JSON object a line")] = None,
     chunk_size: ChunkSize = 1000,
+    retries: Retries = 5,
     as_json: AsJson = False,
 ) -> None:
     """Batch.com profile updates from a CSV or JSONL file, in calls of --chunk-size operations."""
@@ -182,7 +192,7 @@ def trigger_batch(
     if (csv is None) == (jsonl is None):
         raise TargetError("give one of --csv or --jsonl")
     with _api(ctx) as api:
-        report = triggers.batch(api, csv or jsonl, jsonl is not None, chunk_size)  # type: ignore[arg-type]
+        report = triggers.batch(api, csv or jsonl, jsonl is not None, chunk_size, retries + 1)  # type: ignore[arg-type]
     raise typer.Exit(render.import_report(report, as_json))
 
 

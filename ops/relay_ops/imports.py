@@ -59,6 +59,11 @@ def count_rows(path: Path, jsonl: bool) -> int:
     return sum(1 for _ in _csv_rows(path))
 
 
+def header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8-sig") as stream:
+        return [name.strip() for name in next(csv.reader(stream), [])]
+
+
 def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
     with path.open(newline="", encoding="utf-8-sig") as stream:
         reader = csv.DictReader(stream)

@@ -108,7 +108,8 @@ def import_report(report: ImportReport, as_json: bool) -> int:
             table.add_row(entry["rows"], str(entry.get("execution_id")), str(entry.get("status")))
         if len(shown) < len(report.executions):
             table.caption = f"({len(report.executions) - len(shown)} more not shown; --json lists all)"
-        console.print(table)
+        if report.executions:
+            console.print(table)
         for refused in report.refused:
             console.print(
                 f"[red]refused[/] rows {refused.rows}: {escape(refused.message)} ({refused.status})"
@@ -309,11 +310,12 @@ def status(answer: dict[str, Any], source: str, as_json: bool) -> None:
             console.print(f"{name}: nothing waiting")
         limiters = destination.get("limiters") or []
         if limiters:
-            table = _table(f"{name}: limits", "limiter", "used", "window", "next slot in")
+            table = _table(f"{name}: limits", "limiter", "used", "booked ahead", "window", "next slot in")
             for limiter in limiters:
                 table.add_row(
                     limiter["name"],
                     f"{limiter['used']}/{limiter['limit']}",
+                    str(limiter.get("booked_ahead", 0)),
                     f"{limiter['window_s']:g}s",
                     f"{limiter['next_slot_in_s']:g}s",
                 )

@@ -17,6 +17,9 @@ from typing import Any
 from relay_ops import imports, render
 from relay_ops.api import RelayApi, RelayApiError
 
+# Answers that no row of the file can change: the import stops at the first.
+STOPPING_STATUSES = frozenset({401, 403, 404, 405})
+
 
 @dataclass
 class Refused:
@@ -51,15 +54,18 @@ def _run(
     body_of: Callable[[imports.Chunk], dict[str, Any]],
     total_rows: int,
     answer_of: Callable[[dict[str, Any]], dict[str, Any]],
+    attempts: int,
 ) -> ImportReport:
     with render.import_progress(f"{report.kind} {path.name}", total_rows) as advance:
         for chunk in chunks:
             report.chunks += 1
             rows = chunk.last_row - chunk.first_row + 1
             try:
-                answer = api.post_keyed(route, body_of(chunk), chunk.key)
+                answer = api.post_keyed(route, body_of(chunk), chunk.key, attempts=attempts)
             except RelayApiError as error:
-                if error.retryable:  # retried and still unavailable: stop; a re-run resumes here
+                # Retried and still unavailable, or refused whatever the rows (a wrong key, a
+                # route this relay does not have): stop; a re-run resumes here.
+                if error.retryable or error.status in STOPPING_STATUSES:
                     report.stopped = f"rows {chunk.rows}: {error.message}"
                     break
                 report.refused.append(
@@ -82,7 +88,12 @@ def _run(
 
 
 def optimized(
-    api: RelayApi, path: Path, group: str, schedule: dict[str, Any] | None, chunk_size: int
+    api: RelayApi,
+    path: Path,
+    group: str,
+    schedule: dict[str, Any] | None,
+    chunk_size: int,
+    attempts: int,
 ) -> ImportReport:
     digest = imports.file_digest(path)
     options = {"group_id": group, "schedule": schedule}
@@ -105,10 +116,14 @@ def optimized(
         }
 
     report = ImportReport("optimized", str(path))
-    return _run(api, report, path, "/v1/optimized/triggers", chunks, body, total, answer)
+    return _run(api, report, path, "/v1/optimized/triggers", chunks, body, total, answer, attempts)
 
 
-def optimove(api: RelayApi, path: Path, defaults: dict[str, Any]) -> ImportReport:
+def optimove(api: RelayApi, path: Path, defaults: dict[str, Any], attempts: int) -> ImportReport:
+    columns = imports.header(path)
+    for field_name, option in (("event_generator_id", "--event-generator"), ("topic_key", "--topic")):
+        if not defaults.get(field_name) and field_name not in columns:
+            raise imports.ImportFileError(f"{path}: no {field_name} column: give {option}")
     digest = imports.file_digest(path)
     prefix = imports.key_prefix("optimove", digest, defaults)
     total = imports.count_rows(path, jsonl=False)
@@ -124,10 +139,12 @@ def optimove(api: RelayApi, path: Path, defaults: dict[str, Any]) -> ImportRepor
 
     report = ImportReport("optimove", str(path))
     chunks = imports.chunks(triggers, 1, prefix)
-    return _run(api, report, path, "/v1/optimove/triggers", chunks, lambda c: c.items[0], total, answer)
+    return _run(
+        api, report, path, "/v1/optimove/triggers", chunks, lambda c: c.items[0], total, answer, attempts
+    )
 
 
-def batch(api: RelayApi, path: Path, jsonl: bool, chunk_size: int) -> ImportReport:
+def batch(api: RelayApi, path: Path, jsonl: bool, chunk_size: int, attempts: int) -> ImportReport:
     digest = imports.file_digest(path)
     prefix = imports.key_prefix("batch", digest, {"jsonl": jsonl})
     total = imports.count_rows(path, jsonl=jsonl)
@@ -144,5 +161,13 @@ def batch(api: RelayApi, path: Path, jsonl: bool, chunk_size: int) -> ImportRepo
     report = ImportReport("batch", str(path))
     chunks = imports.chunks(operations, chunk_size, prefix)
     return _run(
-        api, report, path, "/v1/batch/profiles", chunks, lambda c: {"operations": c.items}, total, answer
+        api,
+        report,
+        path,
+        "/v1/batch/profiles",
+        chunks,
+        lambda c: {"operations": c.items},
+        total,
+        answer,
+        attempts,
     )

@@ -114,7 +114,8 @@ class WaitingWork(Model):
 
 class LimiterUse(Model):
     name: str = Field(description="The limited thing (e.g. `group <id>`)")
-    used: int = Field(description="Requests counted in the current window")
+    used: int = Field(description="Requests made in the window that ends now")
+    booked_ahead: int = Field(0, description="Slots already taken for requests due later (claimed ahead)")
     limit: int
     window_s: float
     next_slot_in_s: float = Field(description="Seconds until one more request may go (0: now)")

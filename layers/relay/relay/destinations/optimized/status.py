@@ -50,10 +50,13 @@ def status(table: Table, name: str, now: float) -> DestinationStatus:
         pending = int(states.get(group, {}).get("pending_profiles", 0))
         waiting.append(WaitingWork(what="profiles pending", key=group, count=max(0, pending)))
         log = logs[group_log_name(group)]
+        # A dispatcher takes slots ahead of their time: those are booked, not used yet.
+        recent = log.recent(rule, now)
         limiters.append(
             LimiterUse(
                 name=f"group {group}",
-                used=len(log.recent(rule, now)),
+                used=sum(1 for t in recent if t <= now),
+                booked_ahead=sum(1 for t in recent if t > now),
                 limit=rule.limit,
                 window_s=rule.window_s,
                 next_slot_in_s=round(max(0.0, log.next_slot(rule, now) - now), 3),
