@@ -250,9 +250,12 @@ def execution(view: dict[str, Any], as_json: bool) -> None:
             )
     for name, value in (view.get("schedule") or {}).items():
         facts.add_row(f"schedule.{name}", str(value))
-    for name, value in (view.get("optimove") or {}).items():
-        if value not in (None, "", 0):
-            facts.add_row(name, str(value))
+    # A destination's own part of the view (its upstream ids and outcome), whatever it is called.
+    for part, values in view.items():
+        if isinstance(values, dict) and part not in ("profiles", "chunks", "results", "schedule"):
+            for name, value in values.items():
+                if value not in (None, "", 0):
+                    facts.add_row(f"{part}.{name}", str(value))
     for warning in view.get("warnings") or []:
         facts.add_row("warning", warning)
     console.print(facts)
