@@ -76,10 +76,7 @@ def test_stack_name_reads_the_api_url_resources_and_key_from_the_stack(deployed:
     found = target.resolve(stack_name="relay-prod", region="eu-west-1")
     assert found.require_api() == ("https://abc123.execute-api.eu-west-1.amazonaws.com", "key-one")
     assert found.environment["RELAY_TABLE_NAME"] == "relay-RelayTable-XYZ"
-    assert (
-        found.environment["DISPATCH_DLQ_URL"].endswith("/DispatchDeadLetterQueue")
-        or "DispatchDeadLetter" in (found.environment["DISPATCH_DLQ_URL"])
-    )
+    assert "DispatchDeadLetterQueue" in found.environment["DISPATCH_DLQ_URL"]  # the queue moto made
     assert found.environment["AWS_REGION"] == "eu-west-1"
     assert not found.emulated
     # A key given wins, and the secret is then not read at all.
@@ -216,7 +213,8 @@ def test_an_error_answer_is_its_message_and_details() -> None:
     assert error.lines() == ["Invalid request (422 validation_failed)", "  group_id: must be a UUID"]
     assert not error.retryable
     gateway = RelayApiError.from_response(httpx.Response(503, text="Service Unavailable"))
-    assert gateway.retryable and "Service Unavailable" in gateway.message
+    assert gateway.retryable
+    assert "Service Unavailable" in gateway.message
     assert RelayApiError.from_response(
         httpx.Response(409, json={"error": {"code": "in_progress", "message": "m"}})
     ).retryable
