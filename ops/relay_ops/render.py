@@ -40,11 +40,11 @@ def err() -> Console:
 
 
 def say(text: str) -> None:
-    out().print(escape(text))
+    out().print(escape(text), soft_wrap=True)
 
 
 def json_out(value: Any) -> None:
-    out().print(json.dumps(value, indent=2), markup=False)
+    out().print(json.dumps(value, indent=2), markup=False, soft_wrap=True)
 
 
 def error(*lines: str) -> None:
@@ -334,7 +334,7 @@ def dead_letters(label: str, summaries: list[dict[str, Any]], as_json: bool) -> 
     console = out()
     if as_json:
         for summary in summaries:
-            console.print(json.dumps(summary), markup=False)
+            console.print(json.dumps(summary), markup=False, soft_wrap=True)
     elif summaries:
         table = _table(
             f"{label} dead letters", "kind", "destination", "execution", "receives", "first sent", "why"
