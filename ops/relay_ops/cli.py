@@ -202,7 +202,7 @@ def trigger_batch(
 @app.command()
 def watch(
     ctx: typer.Context,
-    execution_id: str,
+    execution_id: Annotated[str | None, typer.Argument(help="Default: the newest execution")] = None,
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks")] = 1.0,
     timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds (exit 2)")] = None,
 ) -> None:
@@ -210,6 +210,11 @@ def watch(
     from relay_ops import watching
 
     with _api(ctx) as api:
+        if execution_id is None:
+            newest = api.get("/v1/executions", limit=1)["items"]
+            if not newest:
+                raise TargetError("no execution to watch yet")
+            execution_id = newest[0]["execution_id"]
         raise typer.Exit(watching.watch(api, execution_id, interval_s=interval, timeout_s=timeout))
 
 
@@ -220,6 +225,7 @@ def executions(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many")] = 25,
     since: Annotated[str | None, typer.Option(help="ISO 8601: created at or after")] = None,
     until: Annotated[str | None, typer.Option(help="ISO 8601: created at or before")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the execution ids, one a line")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Executions, newest first."""
@@ -239,6 +245,10 @@ def executions(
             token = page.get("next_token")
             if not token:
                 break
+    if quiet:
+        for view in found[:limit]:
+            render.say(view["execution_id"])
+        return
     render.executions(found[:limit], as_json)
 
 
