@@ -46,6 +46,12 @@ COMPRESSED_ENV = {
     "OPTIMIZED_READ_TIMEOUT_S": "1",
     "OPTIMIZED_CONNECT_TIMEOUT_S": "1",
     "OPTIMIZED_RESEND_AMBIGUOUS": "false",
+    "BATCH_DISPATCH_LINGER_S": "0.2",
+    "BATCH_RETRY_BASE_S": "0.05",
+    "BATCH_RETRY_MAX_S": "0.5",
+    "BATCH_RETRY_AFTER_DEFAULT_S": "0.2",
+    "BATCH_READ_TIMEOUT_S": "1",
+    "BATCH_CONNECT_TIMEOUT_S": "1",
     "RELAY_MAX_BODY_BYTES": "200000",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "POWERTOOLS_METRICS_NAMESPACE": "CampaignRelayTests",
@@ -85,8 +91,10 @@ def relay(relay_stack: LocalStack) -> Iterator[LocalStack]:
     """The shared stack with nothing in it: empty table and queues, sandbox forgotten."""
     relay_stack.reset_aws()
     relay_stack.sandbox.reset()
+    relay_stack.sandbox_batch.reset()
     yield relay_stack
     relay_stack.sandbox.reset()
+    relay_stack.sandbox_batch.reset()
 
 
 @pytest.fixture

@@ -105,6 +105,7 @@ class LocalStack:
         self.pollers: Pollers | None = None
         self.sandbox: Any = None
         self.sandbox_optimove: Any = None
+        self.sandbox_batch: Any = None
         self.schedules: Any = None
         self.api_key: str = ""
         self._saved_env: dict[str, str | None] = {}
@@ -200,6 +201,8 @@ class LocalStack:
             self._start_sandbox()
         if self.sandbox_mode is not False and not os.environ.get("OPTIMOVE_API_URL"):
             self._start_sandbox_optimove()
+        if self.sandbox_mode is not False and not os.environ.get("BATCH_API_URL"):
+            self._start_sandbox_batch()
 
         keys = [key.strip() for key in os.environ.get("RELAY_API_KEYS", "").split(",") if key.strip()]
         if keys:
@@ -299,6 +302,28 @@ class LocalStack:
         self._setenv("OPTIMOVE_API_KEY", api_key)
         self._setenv("OPTIMOVE_BRAND_KEY", brand_key)
 
+    def _start_sandbox_batch(self) -> None:
+        """Batch.com's sandbox, enforcing the limits the relay is configured with (compressed
+        limits in tests compress the sandbox's too)."""
+        from relay_local.sandbox_batch import SandboxBatch
+
+        rest_key = os.environ.get("BATCH_REST_KEY") or f"sandbox-{secrets.token_hex(8)}"
+        project_key = os.environ.get("BATCH_PROJECT_KEY") or f"project_{secrets.token_hex(8)}"
+        self.sandbox_batch = SandboxBatch(
+            port=0,
+            rest_key=rest_key,
+            project_key=project_key,
+            operations_per_call=int(os.environ.get("BATCH_OPERATIONS_PER_CALL", "200")),
+            updates_per_s=float(os.environ.get("BATCH_PROFILE_UPDATES_PER_S", "300")),
+            updates_burst=float(os.environ.get("BATCH_PROFILE_UPDATES_BURST", "1000")),
+            project_rps=float(os.environ.get("BATCH_PROJECT_RPS", "1")),
+            event_name_pattern=os.environ.get("BATCH_EVENT_NAME_PATTERN", r"^[a-z0-9_]{1,30}$"),
+            max_text_length=int(os.environ.get("BATCH_MAX_TEXT_LENGTH", "300")),
+        ).start()
+        self._setenv("BATCH_API_URL", self.sandbox_batch.url)
+        self._setenv("BATCH_REST_KEY", rest_key)
+        self._setenv("BATCH_PROJECT_KEY", project_key)
+
     def _start_schedules(self) -> None:
         from relay_local.schedules import ScheduleRunner, scheduled_functions
 
@@ -347,6 +372,9 @@ class LocalStack:
         if getattr(self, "sandbox_optimove", None) is not None:
             self.sandbox_optimove.stop()
             self.sandbox_optimove = None
+        if getattr(self, "sandbox_batch", None) is not None:
+            self.sandbox_batch.stop()
+            self.sandbox_batch = None
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None

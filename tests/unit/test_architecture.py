@@ -54,7 +54,7 @@ def test_generic_code_never_names_a_destination() -> None:
         ),
     ]
     literal = re.compile("|".join(rf"[\"']{name}[\"']" for name in DESTINATIONS))
-    assert DESTINATIONS == ["optimized", "optimove"]
+    assert DESTINATIONS == ["batch", "optimized", "optimove"]
     for source in generic:
         code = "\n".join(
             line for line in source.read_text().splitlines() if not line.lstrip().startswith("#")

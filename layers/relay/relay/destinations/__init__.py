@@ -3,10 +3,10 @@ executions registry: adding a destination is one line here (and its own folder).
 
 from __future__ import annotations
 
-from relay.destinations import optimized, optimove
+from relay.destinations import batch, optimized, optimove
 from relay.executions import registry
 
-ALL = (optimized.DESTINATION, optimove.DESTINATION)
+ALL = (optimized.DESTINATION, optimove.DESTINATION, batch.DESTINATION)
 
 for _destination in ALL:
     registry.register(_destination)

@@ -27,9 +27,24 @@ class BatchSettings(RelaySettings):
     batch_profile_updates_per_s: float = Field(300.0, gt=0)
     batch_profile_updates_burst: int = Field(1000, ge=1)
     batch_operations_per_call: int = Field(200, ge=1, le=200)
+    # How late after taking its updates a /profiles/update may reach Batch (the updates limiter
+    # keeps burst x this many updates spare for it; see relay.core.limiter.token_bucket).
+    batch_updates_slack_s: float = Field(1.0, ge=0, le=10)
+
+    # --- Dispatch ------------------------------------------------------------------------------
+    # A part-filled call waits this long (from its oldest operation) for more operations.
+    batch_dispatch_linger_s: float = Field(0.5, ge=0, le=10)
+    # Waits up to this long are slept; longer ones are a delayed wake-up.
+    batch_dispatch_max_inline_wait_s: float = Field(2.0, ge=0, le=5)
+    # Hand over to a fresh wake-up when the Lambda has less than this left.
+    batch_dispatch_reserve_ms: int = Field(5000, ge=0)
+    # Operations claimed this long ago and never recorded (their dispatcher died): `ambiguous`.
+    batch_stale_sending_s: float = Field(900.0, gt=0)
 
     # --- Validation rules Batch does not document for the REST API (unverified) ----------------
     batch_event_name_pattern: str = r"^[a-z0-9_]{1,30}$"
+    # Custom attribute names (and event attribute names): Batch's SDKs say [a-zA-Z0-9_]{1,30}.
+    batch_attribute_name_pattern: str = r"^[a-zA-Z0-9_]{1,30}$"
     batch_max_text_length: int = Field(300, ge=1)
     batch_max_events_per_profile: int = Field(15, ge=1)
     # Events must be dated within this many seconds before now, and never in the future.
