@@ -350,3 +350,37 @@ def test_make_devs_file_is_written_while_it_runs_and_removed_when_it_stops(tmp_p
         dev.terminate()
         assert dev.wait(timeout=60) == 0
     assert not state.exists()
+
+
+def test_batch_operations_from_csv_and_jsonl_are_sent_once_even_when_the_import_is_run_again(
+    relay: LocalStack, state: Path, tmp_path: Path
+) -> None:
+    operations = tmp_path / "operations.csv"
+    operations.write_text("custom_id,ref,plan\n" + "".join(f"u-{i},crm-{i},pro\n" for i in range(30)))
+    command = ["trigger", "batch", "--csv", str(operations), "--chunk-size", "10", "--json"]
+    done = run(state, *command)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [e["rows"] for e in report["executions"]] == ["1-10", "11-20", "21-30"]
+    for entry in report["executions"]:
+        watched = run(state, "watch", entry["execution_id"], "--interval", "0.1", "--timeout", "60")
+        assert watched.returncode == 0, watched.stderr + watched.stdout
+    assert relay.sandbox_batch.profiles["custom_id:u-7"]["attributes"] == {"plan": "pro"}
+
+    again = run(state, *command)
+    assert again.returncode == 0, again.stderr
+    assert [e["execution_id"] for e in json.loads(again.stdout)["executions"]] == [
+        e["execution_id"] for e in report["executions"]
+    ]
+    lines = tmp_path / "operations.jsonl"
+    lines.write_text(
+        json.dumps({"identifiers": {"custom_id": "u-100"}, "events": [{"name": "e_signup"}]})
+        + "\n"
+        + json.dumps({"identifiers": {"installation": "inst-1"}, "attributes": {"plan": "free"}})
+        + "\n"
+    )
+    from_jsonl = run(state, "trigger", "batch", "--jsonl", str(lines), "--json")
+    assert from_jsonl.returncode == 0, from_jsonl.stderr
+    [entry] = json.loads(from_jsonl.stdout)["executions"]
+    assert run(state, "watch", entry["execution_id"], "--interval", "0.1", "--timeout", "60").returncode == 0
+    assert sum(c.operations for c in relay.sandbox_batch.profile_calls()) == 32  # each operation once
