@@ -45,6 +45,8 @@ def banner(stack: LocalStack, upstream: str) -> str:
             f"-H \"Content-Type: application/json\" -d '{OPTIMOVE_SAMPLE}'",
             "Then look it up with the execution_id from the answer:",
             f'  curl -s {url}/v1/executions/<execution_id> -H "Authorization: Bearer {key}"',
+            "Or operate it with the relay command (it finds this stack by itself):",
+            "  .venv/bin/relay status      .venv/bin/relay watch      .venv/bin/relay --help",
             *sign.banner_lines(url),
             "",
             "Ctrl-C to stop.",

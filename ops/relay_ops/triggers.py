@@ -57,34 +57,49 @@ def _run(
     attempts: int,
 ) -> ImportReport:
     with render.import_progress(f"{report.kind} {path.name}", total_rows) as advance:
-        for chunk in chunks:
-            report.chunks += 1
-            rows = chunk.last_row - chunk.first_row + 1
-            try:
-                answer = api.post_keyed(route, body_of(chunk), chunk.key, attempts=attempts)
-            except RelayApiError as error:
-                # Retried and still unavailable, or refused whatever the rows (a wrong key, a
-                # route this relay does not have): stop; a re-run resumes here.
-                if error.retryable or error.status in STOPPING_STATUSES:
-                    report.stopped = f"rows {chunk.rows}: {error.message}"
+        try:
+            for chunk in chunks:
+                if not _send(api, report, route, chunk, body_of, answer_of, attempts):
                     break
-                report.refused.append(
-                    Refused(
-                        chunk.rows,
-                        error.status,
-                        error.message,
-                        [
-                            f"{imports.row_of(d.get('field'), chunk)}: {d.get('message')}"
-                            for d in error.details
-                        ],
-                    )
-                )
-            else:
-                report.accepted_rows += rows
-                report.executions.append({"rows": chunk.rows, "key": chunk.key, **answer_of(answer)})
-            report.rows += rows
-            advance(rows)
+                advance(chunk.last_row - chunk.first_row + 1)
+        except KeyboardInterrupt:
+            report.stopped = f"row {report.rows + 1}: interrupted"
     return report
+
+
+def _send(
+    api: RelayApi,
+    report: ImportReport,
+    route: str,
+    chunk: imports.Chunk,
+    body_of: Callable[[imports.Chunk], dict[str, Any]],
+    answer_of: Callable[[dict[str, Any]], dict[str, Any]],
+    attempts: int,
+) -> bool:
+    """One chunk; False: the import stops here (a re-run resumes at this chunk)."""
+    report.chunks += 1
+    rows = chunk.last_row - chunk.first_row + 1
+    try:
+        answer = api.post_keyed(route, body_of(chunk), chunk.key, attempts=attempts)
+    except RelayApiError as error:
+        # Retried and still unavailable, or refused whatever the rows (a wrong key, a route this
+        # relay does not have): stop.
+        if error.retryable or error.status in STOPPING_STATUSES:
+            report.stopped = f"rows {chunk.rows}: {error.message}"
+            return False
+        report.refused.append(
+            Refused(
+                chunk.rows,
+                error.status,
+                error.message,
+                [f"{imports.row_of(d.get('field'), chunk)}: {d.get('message')}" for d in error.details],
+            )
+        )
+    else:
+        report.accepted_rows += rows
+        report.executions.append({"rows": chunk.rows, "key": chunk.key, **answer_of(answer)})
+    report.rows += rows
+    return True
 
 
 def optimized(
