@@ -324,7 +324,7 @@ def dlq_list(
     for label, (url, _) in _dead_letter_queues(ctx, queue).items():
         if url:
             render.dead_letters(
-                label, [dlq.summary(label, m) for m in dlq._receive(sqs, url, max_, peek=True)], as_json
+                label, [dlq.summary(label, m) for m in dlq.receive(sqs, url, max_, peek=True)], as_json
             )
 
 
@@ -340,7 +340,7 @@ def dlq_show(
     for label, (url, _) in _dead_letter_queues(ctx, queue).items():
         if not url:
             continue
-        messages = dlq._receive(sqs, url, max_, peek=True)
+        messages = dlq.receive(sqs, url, max_, peek=True)
         for m in messages:
             shown = {
                 **dlq.summary(label, m),

@@ -94,7 +94,7 @@ def move_back(
         say(f"{name}: moving every message back to its queue (SQS message-move task {task['TaskHandle']})")
         return 0
     moved = 0
-    for m in _receive(sqs, dlq_url, limit, peek=False):
+    for m in receive(sqs, dlq_url, limit, peek=False):
         sqs.send_message(QueueUrl=source_url, MessageBody=m["Body"])
         sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
         summary_line = summary(name, m)
@@ -103,7 +103,7 @@ def move_back(
     return moved
 
 
-def _receive(sqs: Any, queue_url: str, limit: int, *, peek: bool) -> list[dict]:
+def receive(sqs: Any, queue_url: str, limit: int, *, peek: bool) -> list[dict]:
     """Up to ``limit`` messages. ``peek``: each is visible again at once (list, show); else it
     stays hidden for the queue's visibility timeout while it is re-driven."""
     messages: dict[str, dict] = {}
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from relay_ops.cli import main as relay
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("list", "show", "redrive") and args[0] != "redrive" and "--json" not in args:
+    if args and args[0] == "list" and "--json" not in args:
         args.append("--json")
     return relay(["dlq", *args])
 
