@@ -329,9 +329,7 @@ def dlq_list(
 
 
 @dlq_app.command("show")
-def dlq_show(
-    ctx: typer.Context, queue: QueueOption = "all", max_: MaxOption = 100, as_json: AsJson = False
-) -> None:
+def dlq_show(ctx: typer.Context, queue: QueueOption = "all", max_: MaxOption = 100) -> None:
     """Each dead-lettered message in full, with its SQS attributes."""
     from relay_ops import dlq
 
