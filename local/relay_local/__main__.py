@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     sign.ensure_dev_secrets()
-    stack = LocalStack(template_path=template, api_port=port)
+    # The `relay` command finds this stack through this file (removed when the stack stops).
+    stack = LocalStack(template_path=template, api_port=port, state_file=target.state_file())
     try:
         stack.start()
     except OSError as exc:
@@ -84,21 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             if stack.sandbox is not None
             else f"{os.environ.get('OPTIMIZED_API_URL')} (OPTIMIZED_API_URL)"
         )
-        # The `relay` command finds this stack through this file (removed when the stack stops).
-        state = target.state_file()
-        target.write_state(
-            state,
-            api_url=stack.api_url,
-            api_key=stack.api_key,
-            environment=stack.operator_environment(),
-            webhook_secret=os.environ.get("WEBHOOK_SECRET"),
-        )
         print(banner(stack, upstream), flush=True)
         while not stopping.wait(0.5):
             pass
         logging.getLogger("relay_local").info("stopping")
     finally:
-        target.remove_state(target.state_file())
         stack.stop()
     return 0
 
