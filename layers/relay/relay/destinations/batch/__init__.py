@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.core.store.table import Table
-from relay.executions.models import ExecutionView
+from relay.executions.models import DestinationStatus, ExecutionView
 from relay.executions.registry import Destination, Emit
 
 NAME = "batch"
@@ -45,6 +45,11 @@ class Batch(Destination):
         from relay.destinations.batch import executions
 
         return executions.cancel(table, item, now)
+
+    def status(self, table: Table, now: float) -> DestinationStatus:
+        from relay.destinations.batch import status
+
+        return status.status(table, self.name, now)
 
     def handle(self, message: dict[str, Any], *, remaining_ms: Callable[[], int], emit: Emit) -> str:
         kind = message.get("kind")

@@ -10,21 +10,11 @@ from relay.executions.models import DestinationStatus, WaitingWork
 
 
 def _count(table: Table, partition: str) -> int:
-    count, start = 0, None
-    while True:
-        extra = {"ExclusiveStartKey": start} if start else {}
-        answer = table.client.query(
-            TableName=table.name,
-            IndexName=keys.WAITING_INDEX,
-            KeyConditionExpression="gsi2pk = :p",
-            ExpressionAttributeValues=codec.values(p=partition),
-            Select="COUNT",
-            **extra,
-        )
-        count += int(answer.get("Count", 0))
-        start = answer.get("LastEvaluatedKey")
-        if not start:
-            return count
+    return table.count(
+        IndexName=keys.WAITING_INDEX,
+        KeyConditionExpression="gsi2pk = :p",
+        ExpressionAttributeValues=codec.values(p=partition),
+    )
 
 
 def status(table: Table, name: str) -> DestinationStatus:
