@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench.bench_optimized",
     "bench.bench_webhooks",
     "bench.bench_optimove",
+    "bench.bench_batch",
 ]
 ON_REQUEST = ["bench.bench_chaos"]
 

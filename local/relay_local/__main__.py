@@ -15,10 +15,20 @@ from relay_local import sign
 from relay_local.stack import LocalStack
 
 SAMPLE_GROUP_ID = "cc6cdf44-acf4-4b39-bd17-55b70b769812"
+BATCH_SAMPLE = (
+    '{"operations":[{"identifiers":{"custom_id":"crm-1"},"attributes":{"$email_marketing":"subscribed",'
+    '"plan":"gold"},"ref":"crm-1"}]}'
+)
 OPTIMOVE_SAMPLE = (
     '{"event_generator_id":"00000000-abcd-abcd-abcd-000000000000","topic_key":"match-reminders",'
     '"context":{"match_id":"m-1","match_name":"Arsenal vs Chelsea"}}'
 )
+
+
+def batch_upstream(stack: LocalStack) -> str:
+    if stack.sandbox_batch is not None:
+        return f"sandbox at {stack.sandbox_batch.url} (documented limits enforced)"
+    return f"{os.environ.get('BATCH_API_URL')} (BATCH_API_URL)"
 
 
 def banner(stack: LocalStack, upstream: str) -> str:
@@ -34,6 +44,7 @@ def banner(stack: LocalStack, upstream: str) -> str:
             f"  API:            {url}",
             f"  API key:        {key}",
             f"  Optimized.app:  {upstream}",
+            f"  Batch.com:      {batch_upstream(stack)}",
             f"  AWS (moto):     {stack.moto_endpoint}",
             "",
             "Send a trigger:",
@@ -43,6 +54,9 @@ def banner(stack: LocalStack, upstream: str) -> str:
             'to schedule it, "dedupe_key" to de-duplicate):',
             f'  curl -s -X POST {url}/v1/optimove/triggers -H "Authorization: Bearer {key}" '
             f"-H \"Content-Type: application/json\" -d '{OPTIMOVE_SAMPLE}'",
+            "Update Batch.com profiles (any number of operations):",
+            f'  curl -s -X POST {url}/v1/batch/profiles -H "Authorization: Bearer {key}" '
+            f"-H \"Content-Type: application/json\" -d '{BATCH_SAMPLE}'",
             "Then look it up with the execution_id from the answer:",
             f'  curl -s {url}/v1/executions/<execution_id> -H "Authorization: Bearer {key}"',
             "Or operate it with the relay command (it finds this stack by itself):",

@@ -29,7 +29,7 @@ class ChunkCounts(Model):
     sent: int
     failed: int
     ambiguous: int = Field(description="Timed out after sending: may or may not exist upstream")
-    dead_lettered: int = Field(description="Gave up after retries; re-drive with `relay-dlq redrive`")
+    dead_lettered: int = Field(description="Gave up after retries; re-drive with `relay dlq redrive`")
     cancelled: int
     start_shifted: int = Field(description="Sent after their start_at, so started at send time")
 

@@ -76,13 +76,13 @@ class Destination:
     def process(self, message: dict[str, Any], *, remaining_ms: Callable[[], int], emit: Emit) -> str:
         """What a worker calls for each message of this destination. A message that carries a
         ``reason`` was parked in a dead-letter queue by the relay and moved back by an operator
-        (SQS's message-move task, `relay-dlq redrive`): it is re-driven, not handled as new."""
+        (SQS's message-move task, `relay dlq redrive`): it is re-driven, not handled as new."""
         if PARKED in message:
             return self.redrive(message, time.time())
         return self.handle(message, remaining_ms=remaining_ms, emit=emit)
 
     def redrive(self, message: dict[str, Any], now: float) -> str:
-        """Act on one dead-lettered message of this destination (`relay-dlq redrive`)."""
+        """Act on one dead-lettered message of this destination (`relay dlq redrive`)."""
         raise ValueError(f"cannot re-drive a message of kind {message.get('kind')!r}")
 
 
