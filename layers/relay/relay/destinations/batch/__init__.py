@@ -22,7 +22,7 @@ NAME = "batch"
 # Kinds of queue message on the Batch queue. Audience kinds (create, update, replace, remove,
 # follow the indexing) are added by the audiences part, each handled in ``audiences/``.
 WAKE = "wake"  # "the project has pending profile operations"
-DEAD_CHUNK = "dead_chunk"  # parked in the DLQ after its retries (relay-dlq redrive)
+DEAD_CHUNK = "dead_chunk"  # parked in the DLQ after its retries (relay dlq redrive)
 
 
 class Batch(Destination):
