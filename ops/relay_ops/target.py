@@ -235,11 +235,15 @@ def resolve(
         )
     else:
         target = from_local_state() or Target()
-    # The user's environment over what was found.
+    # The user's environment over what was found - but a local stack's emulator keeps its own
+    # endpoint, region and credentials unless the environment names another endpoint (a shell
+    # set up for a real AWS account must not send the emulator's calls elsewhere).
+    local = bool(target.environment.get("AWS_ENDPOINT_URL")) and not stack_name
+    keep_aws = local and not env.get("AWS_ENDPOINT_URL")
     for name, value in env.items():
+        if name in AWS_KEYS and (keep_aws or (stack_name and name == "AWS_ENDPOINT_URL")):
+            continue
         if name in AWS_KEYS or is_resource_variable(name):
-            if stack_name and name == "AWS_ENDPOINT_URL":
-                continue
             target.environment[name] = value
     if region:
         target.environment["AWS_REGION"] = target.environment["AWS_DEFAULT_REGION"] = region

@@ -118,6 +118,15 @@ def test_environment_and_flags_override_the_local_stacks_file(
         "http://other",
     )
     assert target.resolve(api_key="flag").api_key == "flag"
+    # A shell set up for an AWS account does not move the emulator's calls there.
+    monkeypatch.setenv("AWS_REGION", "eu-north-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREAL")
+    emulator = target.resolve().environment
+    assert (emulator["AWS_ENDPOINT_URL"], emulator.get("AWS_REGION"), emulator.get("AWS_ACCESS_KEY_ID")) == (
+        "http://127.0.0.1:5000",
+        None,
+        None,
+    )
 
 
 def test_a_file_left_by_a_killed_local_stack_is_ignored(tmp_path: Path) -> None:
