@@ -31,7 +31,7 @@ class RelayApiError(Exception):
         return self.status in RETRIED_STATUSES or self.code in RETRIED_CODES
 
     def lines(self) -> list[str]:
-        out = [f"{self.message} ({self.status} {self.code})"]
+        out = [f"{self.message} ({self.status} {self.code})" if self.status else self.message]
         for detail in self.details:
             field = detail.get("field")
             out.append(f"  {field}: {detail.get('message')}" if field else f"  {detail.get('message')}")

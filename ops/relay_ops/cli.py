@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -33,7 +32,7 @@ from relay_ops.target import Target, TargetError, resolve
 class RelayGroup(TyperGroup):
     """Every failure the command foresees ends as one message on stderr and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except RelayApiError as error:
@@ -42,6 +41,13 @@ class RelayGroup(TyperGroup):
             render.error(str(error))
         except OSError as error:
             render.error(f"{error.strerror or error}: {error.filename}" if error.filename else str(error))
+        except Exception as error:
+            from botocore.exceptions import BotoCoreError, ClientError
+            from httpx import HTTPError, InvalidURL
+
+            if not isinstance(error, BotoCoreError | ClientError | HTTPError | InvalidURL):
+                raise
+            render.error(f"{type(error).__name__}: {error}")
         raise typer.Exit(1)
 
 
@@ -129,8 +135,8 @@ def trigger_optimized(
     from relay_ops import triggers
 
     if (start_at or timezone or calls_per_minute) and not campaign:
-        raise TargetError(
-            "--start-at, --timezone and --calls-per-minute schedule a campaign: give --campaign"
+        raise typer.BadParameter(
+            "--start-at, --timezone and --calls-per-minute schedule a campaign", param_hint="--campaign"
         )
     schedule = {
         k: v
@@ -190,7 +196,7 @@ def trigger_batch(
     from relay_ops import triggers
 
     if (csv is None) == (jsonl is None):
-        raise TargetError("give one of --csv or --jsonl")
+        raise typer.BadParameter("give one of them", param_hint="--csv / --jsonl")
     with _api(ctx) as api:
         report = triggers.batch(api, csv or jsonl, jsonl is not None, chunk_size, retries + 1)  # type: ignore[arg-type]
     raise typer.Exit(render.import_report(report, as_json))
