@@ -427,3 +427,46 @@ def test_a_take_waits_for_tokens_and_a_block_holds_every_take(table: Table) -> N
     assert bucket.acquire(1, 10.0) is None
     with pytest.raises(ValueError, match="can never fit"):
         bucket.acquire(11, 1.0)
+
+
+def test_chunks_hold_at_most_a_call_of_operations_and_fit_one_item() -> None:
+    from relay.destinations.batch.accept import OperationTooLarge, split
+
+    entries = [{"i": i, "ref": None, "op": op()} for i in range(450)]
+    assert [len(c) for c in split(entries, 200, 300_000)] == [200, 200, 50]
+    big = [{"i": i, "ref": None, "op": op(attributes={"t": "x" * 100_000})} for i in range(5)]
+    assert [len(c) for c in split(big, 200, 300_000)] == [2, 2, 1]
+    with pytest.raises(OperationTooLarge, match=r"operations\[1\]"):
+        split([entries[0], {"i": 1, "ref": None, "op": op(attributes={"t": "x" * 400_000})}], 200, 300_000)
+
+
+def test_a_transaction_applied_whose_answer_was_lost_is_not_recorded_twice(table: Table) -> None:
+    """The SDK retries a transaction whose answer timed out; the retry's conditions then fail on
+    the transaction's own writes. Claims are recognised as ours, outcomes counted once."""
+    from relay.core.store import keys
+    from relay.destinations.batch import store
+    from relay.destinations.batch.store import ChunkResult
+
+    table.put({**keys.execution("e1"), "execution_id": "e1", "operations_total": 2})
+    for seq in (0, 1):
+        table.put(
+            store.chunk_item(
+                "e1",
+                seq,
+                "lane",
+                [{"i": seq, "ref": None, "op": op()}],
+                now=1.0,
+                created_iso="t",
+                expires_at=9,
+            )
+        )
+    chunks = [chunk("e1", 0, 1), chunk("e1", 1, 1)]
+    assert store.claim(table, "call-1", chunks, 2.0) == chunks
+    assert store.claim(table, "call-1", chunks, 2.0) == chunks  # the retried claim: still ours
+    assert store.claim(table, "call-2", chunks, 2.0) == []  # another call's: not ours
+    results = [ChunkResult(c, "call-1", "sent", delivered=1) for c in chunks]
+    store.finish(table, results, 3.0)
+    store.finish(table, results, 3.0)  # the retried record
+    execution = table.get(keys.execution("e1"))
+    assert execution["operations_delivered"] == 2
+    assert execution["chunks_sent"] == 2

@@ -7,12 +7,14 @@ wait in the same lane and are packed into the same calls by the dispatcher.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from relay.core.clock import Clock, iso
 from relay.core.failpoints import failpoint
+from relay.core.http import ApiError
 from relay.core.queue import Queue
 from relay.core.store import keys
 from relay.core.store.table import Table
@@ -29,6 +31,38 @@ class AcceptDeps:
     settings: BatchSettings
     clock: Clock
     lane: str
+
+
+# A chunk is one DynamoDB item (at most 400 KB with its other attributes).
+MAX_CHUNK_BYTES = 300_000
+
+
+class OperationTooLarge(ApiError):
+    def __init__(self, index: int, size: int) -> None:
+        super().__init__(
+            413,
+            "operation_too_large",
+            f"operations[{index}] is {size:,} bytes as JSON; an operation may be at most {MAX_CHUNK_BYTES:,}",
+        )
+
+
+def split(entries: list[dict[str, Any]], size: int, max_bytes: int) -> list[list[dict[str, Any]]]:
+    """Entries in input order as chunks of at most ``size`` entries and ``max_bytes`` of JSON."""
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    used = 0
+    for entry in entries:
+        length = len(json.dumps(entry, separators=(",", ":"))) + 1
+        if length > max_bytes:
+            raise OperationTooLarge(int(entry["i"]), length - 1)
+        if current and (len(current) >= size or used + length > max_bytes):
+            chunks.append(current)
+            current, used = [], 0
+        current.append(entry)
+        used += length
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def default_deps() -> AcceptDeps:
@@ -77,15 +111,9 @@ def accept_operations(
     entries = [{"i": i, "ref": refs[i] if refs else None, "op": op} for i, op in enumerate(operations)]
     chunks = [
         store.chunk_item(
-            execution_id,
-            seq,
-            deps.lane,
-            entries[start : start + size],
-            now=now,
-            created_iso=created_iso,
-            expires_at=expires_at,
+            execution_id, seq, deps.lane, part, now=now, created_iso=created_iso, expires_at=expires_at
         )
-        for seq, start in enumerate(range(0, len(entries), size))
+        for seq, part in enumerate(split(entries, size, MAX_CHUNK_BYTES))
     ]
     accepted = {
         "execution_id": execution_id,

@@ -294,6 +294,7 @@ class ProfileDispatcher:
                 now,
             )
             d.emit("BatchChunksAbandoned", len(stale))
+            d.emit("BatchCallsAmbiguous", 1)  # alarmed: maybe applied by Batch, never re-sent
             logger.error("abandoned chunks marked ambiguous", extra={"chunks": len(stale)})
         looks = [(c.claimed_at or now) + bound for c in in_flight if c not in stale]
         return min(looks) if looks else None

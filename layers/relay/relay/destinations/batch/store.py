@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from relay.core.clock import iso
 from relay.core.store import codec, keys
 from relay.core.store.table import (
@@ -29,6 +31,8 @@ from relay.core.store.table import (
 )
 
 DESTINATION = "batch"
+
+logger = Logger(child=True)
 
 
 @dataclass
@@ -219,16 +223,33 @@ def claim(table: Table, call_id: str, chunks: Sequence[PendingChunk], now: float
         try:
             table.transact([_claim_operation(c, call_id, now) for c in part])
             claimed += part
+            continue
         except TransactionCancelled:
-            for c in part:  # one lost race must not cost the others their place in the call
-                try:
-                    table.transact([_claim_operation(c, call_id, now)])
-                except TransactionCancelled:
-                    continue
+            pass
+        # A lost race on one chunk must not cost the others their place in the call; and a
+        # transaction applied whose answer was lost (the SDK retried it) shows as ours here.
+        mine = _claimed_by(table, call_id, part)
+        for c in part:
+            if (c.execution_id, c.seq) in mine:
                 claimed.append(c)
+                continue
+            try:
+                table.transact([_claim_operation(c, call_id, now)])
+            except TransactionCancelled:
+                continue
+            claimed.append(c)
     for c in claimed:
         c.call_id, c.claimed_at = call_id, now
     return claimed
+
+
+def _claimed_by(table: Table, call_id: str, chunks: Sequence[PendingChunk]) -> set[tuple[str, int]]:
+    found = table.get_many([c.key for c in chunks])
+    return {
+        (i["execution_id"], int(i["seq"]))
+        for i in found
+        if i.get("status") == "sending" and i.get("batch_id") == call_id
+    }
 
 
 def _claim_operation(c: PendingChunk, call_id: str, now: float) -> dict[str, Any]:
@@ -249,15 +270,42 @@ def finish(table: Table, results: Sequence[ChunkResult], now: float) -> None:
     by_execution: dict[str, list[ChunkResult]] = defaultdict(list)
     for r in results:
         by_execution[r.chunk.execution_id].append(r)
-    operations: list[dict[str, Any]] = []
+    batch: list[list[dict[str, Any]]] = []
     for execution_id, rs in by_execution.items():
         group = [_finish_chunk(r, now) for r in rs] + [_count_on_execution(execution_id, rs, now)]
-        if operations and len(operations) + len(group) > MAX_TRANSACTION_ITEMS:
-            table.transact(operations)
-            operations = []
-        operations += group
-    if operations:
-        table.transact(operations)
+        if batch and sum(map(len, batch)) + len(group) > MAX_TRANSACTION_ITEMS:
+            _finish_groups(table, batch)
+            batch = []
+        batch.append(group)
+    if batch:
+        _finish_groups(table, batch)
+
+
+def _finish_groups(table: Table, groups: list[list[dict[str, Any]]]) -> None:
+    """One transaction for several executions' groups; if it is cancelled by a condition, each
+    group alone. A group whose chunks are no longer ``sending`` under this call was recorded
+    already - by a transaction whose answer was lost and that the SDK retried, or by the
+    settling of abandoned chunks - and is left as it is: each outcome is counted once."""
+    try:
+        table.transact([op for group in groups for op in group])
+        return
+    except TransactionCancelled as cancelled:
+        if len(groups) == 1:
+            _recorded_already(cancelled)
+            return
+    for group in groups:
+        try:
+            table.transact(group)
+        except TransactionCancelled as cancelled:
+            _recorded_already(cancelled)
+
+
+def _recorded_already(cancelled: TransactionCancelled) -> None:
+    if not cancelled.failed_at():
+        raise cancelled
+    logger.warning(
+        "chunks of a call were recorded already; left as they are", extra={"reasons": cancelled.reasons[:10]}
+    )
 
 
 def _finish_chunk(result: ChunkResult, now: float) -> dict[str, Any]:
