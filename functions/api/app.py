@@ -16,14 +16,14 @@ from relay.core.http import ApiError, authenticate, check_body_size, check_json_
 from relay.core.settings import get_settings
 from relay.executions import service as execution_flows
 from relay.executions.requests import IdempotencyConflict, IdempotencyInProgress
-from routes import batch, batch_audiences, executions, optimized, optimove, results
+from routes import batch, batch_audiences, executions, optimized, optimove, results, status
 from routes.errors import answers
 
 logger = Logger()
 metrics = Metrics()
 tracer = tracing.tracer()
 app = APIGatewayHttpResolver(enable_validation=True)
-for feature in (optimized, executions, results, optimove, batch, batch_audiences):
+for feature in (optimized, executions, results, optimove, batch, batch_audiences, status):
     app.include_router(feature.router)
 
 PUBLIC_ROUTES = {"GET /v1/health", "GET /v1/openapi.json"}

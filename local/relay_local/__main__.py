@@ -9,6 +9,8 @@ import sys
 import threading
 from typing import Any
 
+from relay_ops import target
+
 from relay_local import sign
 from relay_local.stack import LocalStack
 
@@ -57,6 +59,8 @@ def banner(stack: LocalStack, upstream: str) -> str:
             f"-H \"Content-Type: application/json\" -d '{BATCH_SAMPLE}'",
             "Then look it up with the execution_id from the answer:",
             f'  curl -s {url}/v1/executions/<execution_id> -H "Authorization: Bearer {key}"',
+            "Or operate it with the relay command (it finds this stack by itself):",
+            "  .venv/bin/relay status      .venv/bin/relay watch      .venv/bin/relay --help",
             *sign.banner_lines(url),
             "",
             "Ctrl-C to stop.",
@@ -81,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     sign.ensure_dev_secrets()
-    stack = LocalStack(template_path=template, api_port=port)
+    # The `relay` command finds this stack through this file (removed when the stack stops).
+    stack = LocalStack(template_path=template, api_port=port, state_file=target.state_file())
     try:
         stack.start()
     except OSError as exc:

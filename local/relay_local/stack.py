@@ -82,6 +82,7 @@ class LocalStack:
         poller_workers: int = 2,
         max_concurrency: int | None = None,
         prewarm: bool | list[str] = True,
+        state_file: str | Path | None = None,
     ) -> None:
         path = Path(template_path)
         if not path.is_file() and not path.is_absolute() and (_REPO_ROOT / path).is_file():
@@ -94,6 +95,9 @@ class LocalStack:
         self.poller_workers = poller_workers
         self.max_concurrency = max_concurrency
         self.prewarm = prewarm
+        # Where the stack tells the `relay` command about itself (``make dev``: .venv/relay-local.json);
+        # None: only where RELAY_LOCAL_STATE names, if it does.
+        self.state_file = Path(state_file) if state_file else None
 
         self.template: dict[str, Any] = {}
         self.region = "us-east-1"
@@ -219,7 +223,25 @@ class LocalStack:
         self.gateway = Gateway(http_api_routes(self.template, invokers), port=self.api_port).start()
         self.pollers = Pollers(self._make_pollers()).start()
         self._start_schedules()
+        self._write_state()
         log.info("local stack up: API %s, moto %s", self.api_url, self.moto_endpoint)
+
+    def _write_state(self) -> None:
+        from relay_ops import target
+
+        path = self.state_file or (
+            Path(os.environ[target.STATE_FILE_ENV]) if os.environ.get(target.STATE_FILE_ENV) else None
+        )
+        if path is None:
+            return
+        self.state_file = path
+        target.write_state(
+            path,
+            api_url=self.api_url,
+            api_key=self.api_key,
+            environment=self.operator_environment(),
+            webhook_secret=os.environ.get("WEBHOOK_SECRET"),
+        )
 
     def _configure_functions(self) -> None:
         environment = dict(os.environ)
@@ -361,6 +383,10 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop pollers, HTTP API, sandbox and moto; restore the environment. Safe to call twice."""
+        if self.state_file is not None:
+            from relay_ops import target
+
+            target.remove_state(self.state_file)
         if getattr(self, "schedules", None) is not None:
             self.schedules.stop()
             self.schedules = None
@@ -425,6 +451,14 @@ class LocalStack:
         for poller in self.pollers.pollers if self.pollers else []:
             if poller.queue_url == url:
                 poller.await_receives_begun_before()
+
+    def operator_environment(self) -> dict[str, str]:
+        """What the `relay` command needs to reach this stack's AWS: the emulator's endpoint,
+        region and credentials, and every table and queue as the functions' environment names
+        them (written to its file by ``make dev``, see :mod:`relay_ops.target`)."""
+        from relay_ops.target import AWS_KEYS, is_resource_variable
+
+        return {k: v for k, v in os.environ.items() if k in AWS_KEYS or is_resource_variable(k)}
 
     def failpoints_fired(self) -> collections.Counter[str]:
         """How often each failpoint (``RELAY_FAILPOINTS``) fired in a function instance, by name."""

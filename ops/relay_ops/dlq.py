@@ -1,39 +1,40 @@
-"""`relay-dlq`: list and re-drive the relay's dead-letter queues (local stack or AWS).
+"""`relay dlq`: list and re-drive the relay's dead-letter queues (local stack or AWS).
 
-    relay-dlq list    [--queue QUEUE|all] [--max N]   one line per message: what it is, why it died
-    relay-dlq show    [--queue QUEUE|all] [--max N]   each message in full, with its SQS attributes
-    relay-dlq redrive [--queue QUEUE|all] [--max N]
+    relay dlq list    [--queue QUEUE|all] [--max N] [--json]  one line per message: what it is, why it died
+    relay dlq show    [--queue QUEUE|all] [--max N]           each message in full, with its SQS attributes
+    relay dlq redrive [--queue QUEUE|all] [--max N]
+
+(``relay-dlq list|show|redrive``, its name before `relay`, is the same command with ``--json``.)
 
 QUEUE is a dead-letter queue's label: each destination names its own (dispatch for Optimized.app;
 optimove and poll for Optimove), and `results` is the results path's.
 
-Queue URLs come from the same environment the functions read (DISPATCH_DLQ_URL, OPTIMOVE_DLQ_URL,
-POLL_DLQ_URL, RESULTS_DLQ_URL and their queues' *_QUEUE_URL); against AWS take them from the
-stack's outputs. `redrive` moves the messages back to the queue they came from (SQS's message-move
-task in AWS; the same move done here against the local stack), where the worker re-drives what
-the relay parked (a chunk back to pending, a run back to queued, a result's attempts reset) and
-handles the rest as it would any message: the guards against double sends hold either way.
+Queue URLs come from the relay the command finds (the local stack, ``--stack-name``'s outputs) or
+the same environment the functions read (DISPATCH_DLQ_URL, ... and their queues' *_QUEUE_URL).
+`redrive` moves the messages back to the queue they came from (SQS's message-move task in AWS;
+the same move done here against the local stack), where the worker re-drives what the relay
+parked (a chunk back to pending, a run back to queued, a result's attempts reset) and handles the
+rest as it would any message: the guards against double sends hold either way.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
 
-RESULTS = ("results", "RESULTS_DLQ_URL")
+RESULTS = "results"
 
 
 def dead_letter_queues() -> dict[str, str]:
     """Every DLQ of the template: each destination's (from the registry) and the results path's."""
     from relay import destinations  # noqa: F401 - registers every destination
     from relay.executions import registry
+    from relay.results.settings import DEAD_LETTER_QUEUES
 
     queues = {label: env for d in registry.every() for label, env in d.dead_letter_queues.items()}
-    return {**queues, RESULTS[0]: RESULTS[1]}
+    return {**queues, **DEAD_LETTER_QUEUES}
 
 
 def describe(body: str) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def summary(queue: str, sqs_message: dict[str, Any]) -> dict[str, Any]:
     return {
         "queue": queue,
         "kind": message.get("kind"),
-        "destination": message.get("destination") or (queue if queue == RESULTS[0] else None),
+        "destination": message.get("destination") or (queue if queue == RESULTS else None),
         "execution_id": message.get("execution_id"),
         "why": reason,
         "receive_count": int(receives) if receives else None,
@@ -72,33 +73,37 @@ def _iso_ms(epoch_ms: str) -> str:
 def source_queue_env(dead_letter_env: str) -> str:
     """The env var of the work queue a dead-letter queue belongs to (DISPATCH_DLQ_URL ->
     DISPATCH_QUEUE_URL): where a re-driven message goes back to."""
-    return dead_letter_env.replace("_DLQ_URL", "_QUEUE_URL")
+    from relay.executions.registry import work_queue_env
+
+    return work_queue_env(dead_letter_env)
 
 
-def move_back(sqs: Any, name: str, dlq_url: str, source_url: str, limit: int) -> int:
+def move_back(
+    sqs: Any, name: str, dlq_url: str, source_url: str, limit: int, *, emulated: bool, say: Any = print
+) -> int:
     """Re-drive: the messages go back to the queue they came from, and its worker takes them up
     again - a message the relay parked (it carries a ``reason``) is re-driven by its destination
     (a parked chunk back to pending, a parked run back to queued, a result's attempts reset).
     In AWS this is SQS's own message-move task; against an emulator without one (moto), the same
     move done here: receive, send to the source queue, delete. Returns the messages moved here."""
-    if not os.environ.get("AWS_ENDPOINT_URL"):
+    if not emulated:
         arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
         task = sqs.start_message_move_task(SourceArn=arn)
-        print(f"{name}: moving every message back to its queue (SQS message-move task {task['TaskHandle']})")
+        say(f"{name}: moving every message back to its queue (SQS message-move task {task['TaskHandle']})")
         return 0
     moved = 0
-    for m in _receive(sqs, dlq_url, limit, peek=False):
+    for m in receive(sqs, dlq_url, limit, peek=False):
         sqs.send_message(QueueUrl=source_url, MessageBody=m["Body"])
         sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
         summary_line = summary(name, m)
-        print(f"{name}: moved back: {summary_line['kind']} {summary_line['execution_id'] or ''}".rstrip())
+        say(f"{name}: moved back: {summary_line['kind']} {summary_line['execution_id'] or ''}".rstrip())
         moved += 1
     return moved
 
 
-def _receive(sqs: Any, queue_url: str, limit: int, *, peek: bool) -> list[dict]:
+def receive(sqs: Any, queue_url: str, limit: int, *, peek: bool) -> list[dict]:
     """Up to ``limit`` messages. ``peek``: each is visible again at once (list, show); else it
     stays hidden for the queue's visibility timeout while it is re-driven."""
     messages: dict[str, dict] = {}
@@ -115,39 +120,13 @@ def _receive(sqs: Any, queue_url: str, limit: int, *, peek: bool) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="relay-dlq", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("command", choices=["list", "show", "redrive"])
-    dlq_env = dead_letter_queues()
-    parser.add_argument("--queue", choices=[*dlq_env, "all"], default="all")
-    parser.add_argument("--max", type=int, default=100)
-    args = parser.parse_args(argv)
-    from relay.core.aws import client
+    """``relay-dlq``: the name `relay dlq` had before, kept working (JSON lines, as it printed)."""
+    from relay_ops.cli import main as relay
 
-    names = list(dlq_env) if args.queue == "all" else [args.queue]
-    urls = {name: os.environ.get(dlq_env[name], "") for name in names}
-    if not any(urls.values()):
-        parser.error(f"set {' / '.join(dlq_env[n] for n in names)} (the stack's outputs)")
-    sqs = client("sqs")
-    for name, url in urls.items():
-        if not url:
-            continue
-        if args.command == "redrive":
-            source = os.environ.get(source_queue_env(dlq_env[name]), "")
-            if not source:
-                parser.error(
-                    f"set {source_queue_env(dlq_env[name])} (the stack's outputs) to re-drive {name}"
-                )
-            move_back(sqs, name, url, source, args.max)
-            continue
-        messages = _receive(sqs, url, args.max, peek=True)
-        for m in messages:
-            if args.command == "list":
-                print(json.dumps(summary(name, m)))
-            else:
-                shown = {**summary(name, m), "message": describe(m["Body"]), "sqs": m.get("Attributes", {})}
-                print(json.dumps(shown, indent=2))
-        print(f"{name}: {len(messages)} message(s)")
-    return 0
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "list" and "--json" not in args:
+        args.append("--json")
+    return relay(["dlq", *args])
 
 
 if __name__ == "__main__":

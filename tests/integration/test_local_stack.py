@@ -744,7 +744,7 @@ def test_environment_update_retires_instances(stack: LocalStack) -> None:
 
 def _run_translate(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "layers/relay"), str(REPO / "local")])}
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "relay_local.translate", *args],
         cwd=REPO,
         env=env,

@@ -47,7 +47,11 @@ def test_generic_code_never_names_a_destination() -> None:
         *(LIBRARY / "executions").rglob("*.py"),
         *(FUNCTIONS / name / "app.py" for name in ("dispatch", "poll", "scheduler", "reconciler")),
         FUNCTIONS / "api" / "routes" / "executions.py",
-        REPO / "ops" / "relay_ops" / "dlq.py",
+        FUNCTIONS / "api" / "routes" / "status.py",
+        *(
+            REPO / "ops" / "relay_ops" / f"{name}.py"
+            for name in ("dlq", "target", "watching", "render", "api")
+        ),
     ]
     literal = re.compile("|".join(rf"[\"']{name}[\"']" for name in DESTINATIONS))
     assert DESTINATIONS == ["batch", "optimized", "optimove"]

@@ -81,8 +81,6 @@ def test_sleep_sleeps_the_given_seconds(armed, monkeypatch: pytest.MonkeyPatch) 
 def test_exit_ends_the_process_at_once() -> None:
     code = "from relay.core.failpoints import failpoint; failpoint('x'); print('survived')"
     env = {"RELAY_FAILPOINTS": "x=exit", "PATH": "", "PYTHONPATH": ":".join(sys.path)}
-    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 137
     assert "survived" not in done.stdout

@@ -61,7 +61,7 @@ class Queue:
         return failed
 
     def dead_letter(self, message: dict[str, Any], reason: str) -> None:
-        """Park a message the relay gave up on in the dead-letter queue, for `relay-dlq redrive`."""
+        """Park a message the relay gave up on in the dead-letter queue, for `relay dlq redrive`."""
         self.client.send_message(
             QueueUrl=self.dead_letter_url, MessageBody=encode({**message, "reason": reason})
         )

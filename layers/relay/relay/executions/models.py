@@ -59,7 +59,7 @@ class ChunkCounts(Model):
     sent: int
     failed: int
     ambiguous: int = Field(description="Timed out after sending: may or may not exist upstream")
-    dead_lettered: int = Field(description="Gave up after retries; re-drive with `relay-dlq redrive`")
+    dead_lettered: int = Field(description="Gave up after retries; re-drive with `relay dlq redrive`")
     cancelled: int
     start_shifted: int = Field(description="Sent after their start_at, so started at send time")
 
@@ -134,3 +134,41 @@ class ScheduledItem(Model):
 
 class SchedulePage(Model):
     items: list[ScheduledItem]
+
+
+# --- GET /v1/status: what the relay is doing right now --------------------------------------------
+
+
+class WaitingWork(Model):
+    what: str = Field(description="What waits, in words (e.g. `profiles pending`)")
+    key: str | None = Field(None, description="What it waits under (a group id, ...)")
+    count: int
+
+
+class LimiterUse(Model):
+    name: str = Field(description="The limited thing (e.g. `group <id>`)")
+    used: int = Field(description="Requests made in the window that ends now")
+    booked_ahead: int = Field(0, description="Slots already taken for requests due later (claimed ahead)")
+    limit: int
+    window_s: float
+    next_slot_in_s: float = Field(description="Seconds until one more request may go (0: now)")
+
+
+class DestinationStatus(Model):
+    destination: str
+    waiting: list[WaitingWork] = Field(default_factory=list)
+    limiters: list[LimiterUse] = Field(default_factory=list)
+
+
+class QueueDepth(Model):
+    queue: str = Field(description="The queue's label (`dispatch`, `optimove`, `poll`, `results`)")
+    dead_letter: bool
+    visible: int
+    in_flight: int
+    delayed: int
+
+
+class RelayStatus(Model):
+    at: str
+    destinations: list[DestinationStatus]
+    queues: list[QueueDepth]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.core.store.table import Table
-from relay.executions.models import ExecutionView, ResultMirror, ScheduledItem
+from relay.executions.models import DestinationStatus, ExecutionView, ResultMirror, ScheduledItem
 
 Emit = Callable[[str, float], None]
 # The key a message parked by the relay carries (``Queue.dead_letter``): why it was given up on.
@@ -32,7 +32,11 @@ class UnknownDestination(Exception):
 class Destination:
     name: str = ""
     statuses: tuple[str, ...] = ()
-    # Its dead-letter queues for `relay-dlq`: a short label -> the env var holding the queue's URL.
+    # Statuses in which the relay still has work to do for an execution (`relay watch` waits
+    # while an execution is in one): every other status is where it ended.
+    in_progress: tuple[str, ...] = ()
+    # Its dead-letter queues for `relay dlq` and `relay status`: a short label -> the env var holding
+    # the queue's URL (its work queue's is the same name with _QUEUE_URL: see ``work_queue_env``).
     dead_letter_queues: dict[str, str] = {}
 
     def view_model(self) -> type[ExecutionView]:
@@ -51,6 +55,11 @@ class Destination:
         """The execution as an entry of ``GET /v1/schedules``, if it has a run time."""
         return None
 
+    def status(self, table: Table, now: float) -> DestinationStatus:
+        """What waits right now and how much of each limiter's window is used (`GET /v1/status`,
+        `relay status`): read from the table, lean (a few queries), never a scan."""
+        return DestinationStatus(destination=self.name)
+
     def handle(self, message: dict[str, Any], *, remaining_ms: Callable[[], int], emit: Emit) -> str:
         """One queue message of this destination (a worker calls it); returns what happened."""
         raise NotImplementedError(f"{self.name} handles no queue messages")
@@ -68,13 +77,13 @@ class Destination:
     def process(self, message: dict[str, Any], *, remaining_ms: Callable[[], int], emit: Emit) -> str:
         """What a worker calls for each message of this destination. A message that carries a
         ``reason`` was parked in a dead-letter queue by the relay and moved back by an operator
-        (SQS's message-move task, `relay-dlq redrive`): it is re-driven, not handled as new."""
+        (SQS's message-move task, `relay dlq redrive`): it is re-driven, not handled as new."""
         if PARKED in message:
             return self.redrive(message, time.time())
         return self.handle(message, remaining_ms=remaining_ms, emit=emit)
 
     def redrive(self, message: dict[str, Any], now: float) -> str:
-        """Act on one dead-lettered message of this destination (`relay-dlq redrive`)."""
+        """Act on one dead-lettered message of this destination (`relay dlq redrive`)."""
         raise ValueError(f"cannot re-drive a message of kind {message.get('kind')!r}")
 
     # --- Mirroring results (a destination that copies campaign results onto its own profiles) ---
@@ -94,6 +103,12 @@ class Destination:
         """Carry out the plans (``result["mirrors"]``, this destination's says ``mirrored``) of
         recorded results. Called after each recording and again after a crash or a redelivery:
         must be safe to repeat."""
+
+
+def work_queue_env(dead_letter_env: str) -> str:
+    """The env var of the work queue a dead-letter queue belongs to (DISPATCH_DLQ_URL ->
+    DISPATCH_QUEUE_URL)."""
+    return dead_letter_env.replace("_DLQ_URL", "_QUEUE_URL")
 
 
 _registered: dict[str, Destination] = {}

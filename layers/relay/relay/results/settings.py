@@ -10,6 +10,9 @@ from pydantic import Field, SecretStr, field_validator
 from relay.core.secrets import listed
 from relay.core.settings import RelaySettings, loader, secret_value
 
+# The results path's dead-letter queue for `relay dlq` and `relay status`: label -> env var of its URL.
+DEAD_LETTER_QUEUES = {"results": "RESULTS_DLQ_URL"}
+
 
 class ResultsSettings(RelaySettings):
     # Inbound (Optimized.app -> relay). Secrets: comma-separated for rotation; `whsec_<base64>`

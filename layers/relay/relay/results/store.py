@@ -321,7 +321,7 @@ def requeued(table: Table, mark: dict[str, Any], now: float) -> None:
 
 def given_up(table: Table, mark: dict[str, Any], now: float) -> None:
     """The event was queued again and again and never recorded (it is dead-lettered now): out of
-    the index; the event stays on its ledger item for ``relay-dlq redrive``."""
+    the index; the event stays on its ledger item for ``relay dlq redrive``."""
     with contextlib.suppress(ConditionFailed):
         table.update(
             {"pk": mark["pk"], "sk": mark["sk"]},

@@ -112,6 +112,17 @@ class Table:
             if not start:
                 return
 
+    def count(self, **kwargs: Any) -> int:
+        """How many items a query matches (``Select=COUNT``, every page; no item is read out)."""
+        total, start = 0, None
+        while True:
+            extra = {"ExclusiveStartKey": start} if start else {}
+            answer = self.client.query(TableName=self.name, Select="COUNT", **kwargs, **extra)
+            total += int(answer.get("Count", 0))
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                return total
+
     def transact(self, operations: list[dict[str, Any]]) -> None:
         """TransactWriteItems; operations name no table (it is added here). A cancellation by a
         conflict alone is retried; any other raises TransactionCancelled with every reason."""

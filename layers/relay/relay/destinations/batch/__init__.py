@@ -14,14 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.core.store.table import Table
-from relay.executions.models import ExecutionView, ResultMirror
+from relay.executions.models import DestinationStatus, ExecutionView, ResultMirror
 from relay.executions.registry import Destination, Emit, NotCancellable
 
 NAME = "batch"
 
 # Kinds of queue message on the Batch queue.
 WAKE = "wake"  # "the project has pending profile operations"
-DEAD_CHUNK = "dead_chunk"  # parked in the DLQ after its retries (relay-dlq redrive)
+DEAD_CHUNK = "dead_chunk"  # parked in the DLQ after its retries (relay dlq redrive)
 # An audience write's next calls / one read of its indexing state (``audiences/``).
 AUDIENCE_KINDS = ("audience_write", "audience_poll")
 # What an execution item of an audience write says beside its destination.
@@ -46,6 +46,7 @@ def is_audience(item: dict[str, Any]) -> bool:
 class Batch(Destination):
     name = NAME
     statuses = tuple(dict.fromkeys(PROFILE_STATUSES + AUDIENCE_STATUSES))
+    in_progress = ("queued", "dispatching", "sending", "indexing")
     dead_letter_queues = {"batch": "BATCH_DLQ_URL"}
 
     def view_model(self) -> type[ExecutionView]:
@@ -73,6 +74,11 @@ class Batch(Destination):
         from relay.destinations.batch import executions
 
         return executions.cancel(table, item, now)
+
+    def status(self, table: Table, now: float) -> DestinationStatus:
+        from relay.destinations.batch import status
+
+        return status.status(table, self.name, now)
 
     def handle(self, message: dict[str, Any], *, remaining_ms: Callable[[], int], emit: Emit) -> str:
         kind = message.get("kind")

@@ -28,7 +28,7 @@ class OperationCounts(Model):
     failed: int = Field(description="Refused by Batch: a partial error, or the whole call (400/401)")
     ambiguous: int = Field(description="Timed out after sending: may or may not be applied")
     dead_lettered: int = Field(
-        description="Gave up after BATCH_RETRY_FOR_S; re-drive with `relay-dlq redrive`"
+        description="Gave up after BATCH_RETRY_FOR_S; re-drive with `relay dlq redrive`"
     )
     cancelled: int
 

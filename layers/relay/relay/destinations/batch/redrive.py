@@ -1,4 +1,4 @@
-"""Re-driving what reached the Batch dead-letter queue (`relay-dlq redrive`): a wake-up is sent
+"""Re-driving what reached the Batch dead-letter queue (`relay dlq redrive`): a wake-up is sent
 again; a chunk parked after its retries goes back to pending (attempts reset) and the lane is
 woken."""
 

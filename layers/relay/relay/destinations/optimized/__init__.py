@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.core.store.table import Table
-from relay.executions.models import ExecutionView, ScheduledItem
+from relay.executions.models import DestinationStatus, ExecutionView, ScheduledItem
 from relay.executions.registry import Destination, Emit
 
 NAME = "optimized"
@@ -28,6 +28,7 @@ class Optimized(Destination):
         "failed",
         "cancelled",
     )
+    in_progress = ("queued", "dispatching")
     dead_letter_queues = {"dispatch": "DISPATCH_DLQ_URL"}
 
     def view_model(self) -> type[ExecutionView]:
@@ -49,6 +50,11 @@ class Optimized(Destination):
         from relay.destinations.optimized import executions
 
         return executions.scheduled(item)
+
+    def status(self, table: Table, now: float) -> DestinationStatus:
+        from relay.destinations.optimized import status
+
+        return status.status(table, self.name, now)
 
     def handle(self, message: dict[str, Any], *, remaining_ms: Callable[[], int], emit: Emit) -> str:
         """A wake-up: dispatch the group until it is idle, must wait, or time runs short."""

@@ -1,4 +1,4 @@
-"""Re-driving what reached the dispatch dead-letter queue (`relay-dlq redrive`).
+"""Re-driving what reached the dispatch dead-letter queue (`relay dlq redrive`).
 
 Two kinds of message land there: wake-ups whose handler kept failing (SQS's redrive policy) and
 chunks the dispatcher parked after exhausting their attempts. A wake-up is simply sent again; a

@@ -21,7 +21,7 @@ class Wakeups:
         self.queue.send(message, delay_s=delay_s)
 
     def dead_letter_chunk(self, execution_id: str, seq: int, group_id: str, reason: str) -> None:
-        """A chunk that exhausted its attempts: parked in the DLQ for `relay-dlq redrive`."""
+        """A chunk that exhausted its attempts: parked in the DLQ for `relay dlq redrive`."""
         self.queue.dead_letter(
             {
                 "kind": "dead_chunk",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.core.store.table import Table
-from relay.executions.models import ExecutionView, ScheduledItem
+from relay.executions.models import DestinationStatus, ExecutionView, ScheduledItem
 from relay.executions.registry import Destination, Emit
 
 NAME = "optimove"
@@ -31,6 +31,7 @@ class Optimove(Destination):
         "dead_lettered",
         "cancelled",
     )
+    in_progress = ("scheduled", "queued", "sending", "accepted", "processing")
     dead_letter_queues = {"optimove": "OPTIMOVE_DLQ_URL", "poll": "POLL_DLQ_URL"}
 
     def view_model(self) -> type[ExecutionView]:
@@ -53,6 +54,11 @@ class Optimove(Destination):
         from relay.destinations.optimove.schedule import scheduled
 
         return scheduled(item)
+
+    def status(self, table: Table, now: float) -> DestinationStatus:
+        from relay.destinations.optimove import status
+
+        return status.status(table, self.name)
 
     def handle(self, message: dict[str, Any], *, remaining_ms: Callable[[], int], emit: Emit) -> str:
         """``send``: run the campaign (one slot, one call); ``poll``: read its status once."""

@@ -33,7 +33,7 @@ class RunQueues:
         self.poll_queue.send(message, delay_s=delay_s)
 
     def dead_letter(self, execution_id: str, reason: str) -> None:
-        """A run that exhausted its retries: parked for `relay-dlq redrive` (the execution shows it)."""
+        """A run that exhausted its retries: parked for `relay dlq redrive` (the execution shows it)."""
         self.send_queue.dead_letter(
             {"kind": "dead_send", "destination": NAME, "execution_id": execution_id}, reason
         )

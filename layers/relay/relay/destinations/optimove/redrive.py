@@ -1,4 +1,4 @@
-"""Re-driving what reached the Optimove dead-letter queues (`relay-dlq redrive`).
+"""Re-driving what reached the Optimove dead-letter queues (`relay dlq redrive`).
 
 Sends and polls whose handler kept failing (SQS's redrive policy) are simply queued again: both
 are guarded by the execution's status, so a second message is harmless. A run the sender parked

@@ -125,7 +125,7 @@ def send_one(execution_id: str, deps: OptimoveDeps) -> str:
         return "interrupted send marked unknown"
     if status == "dead_lettered":
         # The message that dead-lettered it, delivered again: its worker may have died before
-        # parking it for `relay-dlq redrive` (a second entry is harmless: re-driving checks the
+        # parking it for `relay dlq redrive` (a second entry is harmless: re-driving checks the
         # status) and handing the status on (forwarded with a stable webhook-id).
         deps.queues.dead_letter(execution_id, str(item.get("error_message") or "dead-lettered"))
         _finish(deps, item)
