@@ -117,8 +117,8 @@ def terminal_line(function: str, line: str, at: float) -> str | None:
         if key in _STANDARD_KEYS or value is None or value == "":
             continue
         what.append(f"{_SHORT_NAMES.get(key, key)}={_short_value(value)}")
-    if record.get("exception_name"):
-        what.append(f"({record['exception_name']}: {_last_line(record.get('exception'))})")
+    if record.get("exception_name"):  # the traceback's last line: "ValueError: what went wrong"
+        what.append(f"({_last_line(record.get('exception')) or record['exception_name']})")
     column = short_id(execution) if execution else ""
     return _cut(f"{clock} {function:<{FUNCTION_WIDTH}} {column:<9} {' '.join(what)}")
 

@@ -25,7 +25,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -387,18 +390,19 @@ def test_expectation_parsing_and_matching() -> None:
     assert matches({"items": [{"a": 1}]}, {"items": []}) == ["items: expected at least 1 items, got 0"]
 
 
-def test_every_readme_example_works_when_pasted(dev_stack: DevStack, tmp_path: Path) -> None:
-    readme = README.read_text()
+def run_readme(readme: str, workdir: Path, env: dict[str, str] | None = None) -> list[str]:
+    """Run ``readme``'s examples as the conventions say; one report per block that failed."""
+    workdir.mkdir(parents=True, exist_ok=True)
     blocks = parse_readme(readme)
     runnable = [b for b in blocks if b.runnable]
     assert runnable, "no README example to run"
-    script = tmp_path / "readme.sh"
-    script.write_text(build_script(readme, blocks, tmp_path))
+    script = workdir / "readme.sh"
+    script.write_text(build_script(readme, blocks, workdir))
     try:
         done = subprocess.run(  # noqa: S603 - bash running the README, built by this test
             ["bash", str(script)],  # noqa: S607 - the user's bash, found on their PATH
             cwd=REPO,
-            env=user_environment(TMPDIR=str(tmp_path), TERM="dumb"),
+            env=user_environment(TMPDIR=str(workdir), TERM="dumb", **(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -410,7 +414,7 @@ def test_every_readme_example_works_when_pasted(dev_stack: DevStack, tmp_path: P
         output = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode()
         exit_code = -1
     outputs, failed, notes = split_output(output)
-    problems = check_answers(blocks, read_calls(tmp_path), outputs)
+    problems = check_answers(blocks, read_calls(workdir), outputs)
     if exit_code != 0:
         ran = [b for b in runnable if b.index in outputs]
         block = ran[-1] if ran else runnable[0]
@@ -418,13 +422,82 @@ def test_every_readme_example_works_when_pasted(dev_stack: DevStack, tmp_path: P
         if exit_code == -1:
             where = f"the session ran out of its {SESSION_TIMEOUT_S} s"
         problems.setdefault(block.index, [])[:0] = [where, *notes]
+    not_run = [b for b in runnable if b.index not in outputs]
+    if exit_code == 0 and not_run:
+        problems.setdefault(not_run[0].index, []).append("never reached")
     by_index = {b.index: b for b in blocks}
-    reports = [
+    return [
         block_report(by_index[index], outputs.get(index, output[-3000:]), found)
         for index, found in sorted(problems.items())
     ]
+
+
+class _Answer(BaseHTTPRequestHandler):
+    """Answers ``GET /<status>`` with that status and ``{"status": <status>}``."""
+
+    def do_GET(self) -> None:
+        status = int(self.path.strip("/"))
+        body = json.dumps({"status": status}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def answering_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_session_fails_where_an_example_fails(tmp_path: Path, answering_server: str) -> None:
+    """What the harness itself must catch: a failing command, a pipeline hiding one, an answer
+    other than the README's, a 4xx nobody expected; variables carry over from block to block."""
+    fence = "```"
+    readme = "\n".join(
+        [
+            "# A README",  # 1
+            f"{fence}bash",  # 2
+            f"URL={answering_server}",  # 3
+            f"{fence}",  # 4
+            f"{fence}sh",  # 5
+            'curl -s $URL/202   # → 202 {"status": 202}',  # 6
+            "curl -s $URL/200",  # 7
+            "# → 201",  # 8
+            f"{fence}",  # 9
+        ]
+    )
+    [report] = run_readme(readme, tmp_path / "answers")
+    assert "README.md:8: expected HTTP 201, the curl at line 7 got 200" in report
+    assert "README.md:6" not in report.split("--- the block ---")[0]
+
+    failing = readme.replace("# → 201", "false | cat\necho never")
+    [report] = run_readme(failing, tmp_path / "pipeline")
+    assert "README.md:8 exited 1" in report
+    assert "never" not in report.split("--- what it printed ---")[1]
+
+    unexpected = readme.replace("$URL/200", "$URL/422").replace("# → 201", "echo after")
+    [report] = run_readme(unexpected, tmp_path / "unexpected")
+    assert "README.md:7 exited 22" in report
+    assert 'curl at README.md:7 answered HTTP 422 and no "# → 422" follows it' in report
+    assert "after" not in report.split("--- what it printed ---")[1]
+
+    expected_error = readme.replace("$URL/200", "$URL/409").replace("# → 201", '# → 409 {"status": 409}')
+    assert run_readme(expected_error, tmp_path / "expected") == []
+
+
+def test_every_readme_example_works_when_pasted(dev_stack: DevStack, tmp_path: Path) -> None:
+    reports = run_readme(README.read_text(), tmp_path)
     if reports:
         stack_tail = dev_stack.output()[-3000:]
         pytest.fail("\n\n".join([*reports, "--- make dev's terminal (last lines) ---", stack_tail]))
-    not_run = [b for b in runnable if b.index not in outputs]
-    assert not not_run, f"blocks never reached: {[b.fence_line for b in not_run]}"
