@@ -61,14 +61,21 @@ CAMPAIGN = "9e679c93-ff33-4b1e-bfad-1ac77afe1aef"
 FINISHED = {"completed", "partially_failed", "failed", "cancelled"}
 
 RELAY_FIXTURE = "relay"
+DEV_FIXTURE = "dev_stack"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests on the shared relay stack run last: modules that start their own LocalStack (one per
     # process at a time) are then done before the shared one starts, and it is started only once.
-    own = [item for item in items if RELAY_FIXTURE not in getattr(item, "fixturenames", ())]
-    shared = [item for item in items if RELAY_FIXTURE in getattr(item, "fixturenames", ())]
-    items[:] = own + shared
+    # Tests on `make dev` (a process of its own) run together just before, so it runs once and
+    # is stopped before the shared stack starts.
+    def uses(item: pytest.Item, fixture: str) -> bool:
+        return fixture in getattr(item, "fixturenames", ())
+
+    shared = [item for item in items if uses(item, RELAY_FIXTURE)]
+    dev = [item for item in items if uses(item, DEV_FIXTURE) and not uses(item, RELAY_FIXTURE)]
+    own = [item for item in items if item not in shared and item not in dev]
+    items[:] = own + dev + shared
 
 
 # -- the stack ------------------------------------------------------------------------------------
@@ -402,10 +409,30 @@ class DevStack:
         self._reader.join(5)
 
 
-@pytest.fixture(scope="session")
-def dev_stack() -> Iterator[DevStack]:
-    stack = DevStack()
-    try:
-        yield stack
-    finally:
+_dev_stack: DevStack | None = None
+
+
+@pytest.fixture
+def dev_stack() -> DevStack:
+    """``make dev``, started by the first test that asks and stopped after the last one in a row
+    (they are ordered together)."""
+    global _dev_stack
+    if _dev_stack is None:
+        _dev_stack = DevStack()
+    return _dev_stack
+
+
+def _stop_dev_stack() -> None:
+    global _dev_stack
+    if _dev_stack is not None:
+        stack, _dev_stack = _dev_stack, None
         stack.stop()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or DEV_FIXTURE not in getattr(nextitem, "fixturenames", ()):
+        _stop_dev_stack()
+
+
+def pytest_sessionfinish() -> None:
+    _stop_dev_stack()
