@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from relay_local import lambdas, sign
-from relay_local.devlog import DevLog
+from relay_local.devlog import DevLog, LocalFormatter
 from relay_local.stack import LocalStack
 
 SAMPLE_GROUP_ID = "cc6cdf44-acf4-4b39-bd17-55b70b769812"
@@ -86,12 +86,9 @@ def banner(
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s local      %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LocalFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     port = int(os.environ.get("RELAY_LOCAL_PORT", "3000"))

@@ -15,6 +15,7 @@ that is not a JSON object is kept as ``{"function": ..., "stream": ..., "text": 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import threading
@@ -138,6 +139,20 @@ def file_line(function: str, stream: str, line: str) -> str:
     if record is not None:
         return json.dumps({"function": function, **record}, separators=(",", ":"), default=str)
     return json.dumps({"function": function, "stream": stream, "text": line.rstrip("\n")})
+
+
+class LocalFormatter(logging.Formatter):
+    """The local stack's own log lines in the same columns: ``09:00:01 gateway  ...`` (the part
+    of the stack that wrote it in place of a function)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = time.strftime("%H:%M:%S", time.localtime(record.created))
+        part = record.name.rsplit(".", 1)[-1] if record.name.startswith("relay_local.") else "local"
+        tag = _LEVEL_TAGS.get(record.levelname, "")
+        text = f"{clock} {part:<{FUNCTION_WIDTH}} {'':<9} {tag}{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
 
 
 class DevLog:

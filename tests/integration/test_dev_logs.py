@@ -70,3 +70,25 @@ def test_metric_documents_go_only_to_the_file(dev_stack: DevStack) -> None:
     assert '"_aws"' not in terminal
     assert "No application metrics to publish" not in terminal
     assert all(r["_aws"]["CloudWatchMetrics"] for r in reconciler_metrics())
+
+
+def test_a_refused_request_shows_what_was_wrong(dev_stack: DevStack) -> None:
+    """The api function logs what it accepts; the local gateway adds a line for each refusal."""
+    start = dev_stack.mark()
+    answer = httpx.post(
+        f"{dev_stack.url}/v1/optimized/triggers",
+        headers={"Authorization": f"Bearer {dev_stack.key}"},
+        json={"group_id": "not-a-uuid", "profiles": [{"person": {"phone_number": "+35840123456"}}]},
+        timeout=30,
+    )
+    assert answer.status_code == 422, answer.text
+
+    def refusal() -> list[str]:
+        return [line for line in dev_stack.output(start).splitlines() if " answered 422" in line]
+
+    [line] = wait_for(refusal, timeout=10, what="make dev to show the refusal")
+    match = SHORT_LINE.match(line)
+    assert match is not None, line
+    assert match["function"] == "gateway"
+    assert match["what"].startswith("POST /v1/optimized/triggers answered 422: ")
+    assert "group_id" in match["what"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 from pathlib import Path
 
-from relay_local.devlog import DevLog, file_line, terminal_line
+from relay_local.devlog import DevLog, LocalFormatter, file_line, terminal_line
 
 AT = time.mktime((2026, 12, 3, 9, 0, 1, 0, 0, -1))  # 09:00:01 local time
 EXECUTION = "3f2a9c01-5d1e-4c6b-9a57-0a1b2c3d4e5f"
@@ -146,3 +147,14 @@ def test_the_sink_writes_the_terminal_and_the_file(tmp_path: Path) -> None:
     assert kept[0]["Repairs"] == [0.0]
     assert kept[1]["message"] == "batch sent"
     assert kept[2]["text"].endswith("UserWarning: Something to know")
+
+
+def test_the_stacks_own_lines_share_the_columns() -> None:
+    record = logging.LogRecord(
+        "relay_local.gateway", logging.INFO, __file__, 1, "POST %s answered %d", ("/v1/x", 422), None
+    )
+    record.created = AT
+    assert LocalFormatter().format(record) == "09:00:01 gateway              POST /v1/x answered 422"
+    record = logging.LogRecord("relay_local", logging.WARNING, __file__, 1, "stopping", (), None)
+    record.created = AT
+    assert LocalFormatter().format(record) == "09:00:01 local                WARN stopping"
