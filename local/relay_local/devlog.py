@@ -149,7 +149,7 @@ class LocalFormatter(logging.Formatter):
         clock = time.strftime("%H:%M:%S", time.localtime(record.created))
         part = record.name.rsplit(".", 1)[-1] if record.name.startswith("relay_local.") else "local"
         tag = _LEVEL_TAGS.get(record.levelname, "")
-        text = f"{clock} {part:<{FUNCTION_WIDTH}} {'':<9} {tag}{record.getMessage()}"
+        text = _cut(f"{clock} {part:<{FUNCTION_WIDTH}} {'':<9} {tag}{record.getMessage()}")
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text

@@ -274,10 +274,10 @@ def _error_summary(body: bytes) -> str:
     """ ": <message> (<field>: <detail>, ...)" of an answer in the relay's error shape, else ""."""
     try:
         error = json.loads(body)["error"]
-        details = [f"{d.get('field')}: {d.get('message')}" for d in error.get("details") or []][:3]
+        details = [f"{d.get('field')}: {d.get('message')}" for d in error.get("details") or []]
     except (ValueError, KeyError, TypeError, AttributeError):
         return ""
-    return f": {error.get('message')}" + (f" ({'; '.join(details)})" if details else "")
+    return f" {error.get('code')}: " + ("; ".join(details) if details else str(error.get("message")))
 
 
 def _json_error(status: int, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
