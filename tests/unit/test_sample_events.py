@@ -44,7 +44,10 @@ def _routes() -> dict[str, str]:
     for logical_id, props in FUNCTIONS.items():
         for event in (props.get("Events") or {}).values():
             if event["Type"] == "HttpApi":
-                out[f"{event['Properties']['Method'].upper()} {event['Properties']['Path']}"] = logical_id
+                props = event.get("Properties") or {}
+                if "Path" not in props:  # the catch-all route ($default): no sample is for it
+                    continue
+                out[f"{props.get('Method', 'ANY').upper()} {props['Path']}"] = logical_id
     return out
 
 
