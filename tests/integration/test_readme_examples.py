@@ -6,7 +6,8 @@ The conventions (also in an HTML comment above the README's first example):
   session (variables set by one block are there for the next, as in one terminal), from the
   repository root, with ``set -euo pipefail``, against ``make dev`` (``relay-local``) started as
   the make target starts it, in a process of its own on a free port. The examples find the API's
-  URL and key the way a user does: ``. .venv/relay-local.env``, which ``make dev`` writes;
+  URL and key the way a user does: ``. .venv/relay-local.env``, which ``make dev`` writes; a
+  literal ``http://127.0.0.1:3000`` (``make dev``'s default address) is read as that stack's;
 * PATH is a user's after the README's setup: the project's virtualenv is not on it;
 * ``<!-- readme: not run (<reason>) -->`` on the line before a fence skips that block;
 * ``# → <status>`` or ``# → <status> <JSON>``, on the line(s) after a command or at the end of
@@ -41,6 +42,8 @@ SESSION_TIMEOUT_S = 600
 MARK = "@@readme@@"
 ANY = "…"
 CONVENTION = "<!-- readme: how the examples run"
+DEFAULT_API = "http://127.0.0.1:3000"
+"""Where ``make dev`` serves the API unless RELAY_LOCAL_PORT says otherwise."""
 SKIPPABLE_WORDS = {"make", "sam", "aws", "--stack-name", ".ci/run", "relay-local"}
 """What a skipped block must use: AWS (an account), another stack, the test suite itself."""
 
@@ -219,9 +222,10 @@ class Call:
     body: str
 
 
-def build_script(readme: str, blocks: list[Block], workdir: Path) -> str:
+def build_script(readme: str, blocks: list[Block], workdir: Path, api_url: str = DEFAULT_API) -> str:
     """The README with every line outside a runnable block blanked out: a command's line in the
-    script is its line in README.md, so bash's $LINENO names the README's line."""
+    script is its line in README.md, so bash's $LINENO names the README's line. ``make dev``'s
+    default address in a block is the address of the stack the examples run against."""
     lines = [""] * len(readme.splitlines())
     expectations = [f'"{b.index} {e.line} {e.status}"' for b in blocks if b.runnable for e in b.expectations]
     preamble = PREAMBLE + f"__readme_dir={workdir}\n__readme_expectations=({' '.join(expectations)})\n"
@@ -233,7 +237,7 @@ def build_script(readme: str, blocks: list[Block], workdir: Path) -> str:
         begin = f"__readme_begin {block.index}"
         lines[block.fence_line - 1] = begin if block.fence_line != 1 else f"{lines[0]}; {begin}"
         for offset, text in enumerate(block.lines):
-            lines[block.fence_line + offset] = text
+            lines[block.fence_line + offset] = text.replace(DEFAULT_API, api_url)
         lines[block.end_line - 1] = f"__readme_end {block.index}"
     return "\n".join(lines) + "\n"
 
@@ -388,14 +392,16 @@ def test_expectation_parsing_and_matching() -> None:
     assert matches({"items": [{"a": 1}]}, {"items": []}) == ["items: expected at least 1 items, got 0"]
 
 
-def run_readme(readme: str, workdir: Path, env: dict[str, str] | None = None) -> list[str]:
+def run_readme(
+    readme: str, workdir: Path, env: dict[str, str] | None = None, api_url: str = DEFAULT_API
+) -> list[str]:
     """Run ``readme``'s examples as the conventions say; one report per block that failed."""
     workdir.mkdir(parents=True, exist_ok=True)
     blocks = parse_readme(readme)
     runnable = [b for b in blocks if b.runnable]
     assert runnable, "no README example to run"
     script = workdir / "readme.sh"
-    script.write_text(build_script(readme, blocks, workdir))
+    script.write_text(build_script(readme, blocks, workdir, api_url))
     try:
         done = subprocess.run(  # noqa: S603 - bash running the README, built by this test
             ["bash", str(script)],  # noqa: S607 - the user's bash, found on their PATH
@@ -493,9 +499,13 @@ def test_the_session_fails_where_an_example_fails(tmp_path: Path, answering_serv
     expected_error = readme.replace("$URL/200", "$URL/409").replace("# → 201", '# → 409 {"status": 409}')
     assert run_readme(expected_error, tmp_path / "expected") == []
 
+    # make dev's default address stands for the stack the examples run against
+    default = readme.replace(f"URL={answering_server}", f"URL={DEFAULT_API}").replace("# → 201", "# → 200")
+    assert run_readme(default, tmp_path / "default", api_url=answering_server) == []
+
 
 def test_every_readme_example_works_when_pasted(dev_stack: DevStack, tmp_path: Path) -> None:
-    reports = run_readme(README.read_text(), tmp_path)
+    reports = run_readme(README.read_text(), tmp_path, api_url=dev_stack.url)
     if reports:
         stack_tail = dev_stack.output()[-3000:]
         pytest.fail("\n\n".join([*reports, "--- make dev's terminal (last lines) ---", stack_tail]))
