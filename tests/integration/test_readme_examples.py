@@ -504,6 +504,7 @@ def test_the_session_fails_where_an_example_fails(tmp_path: Path, answering_serv
     assert run_readme(default, tmp_path / "default", api_url=answering_server) == []
 
 
+@pytest.mark.timeout(SESSION_TIMEOUT_S + 300)  # make dev's start (a minute on a busy machine) + the session
 def test_every_readme_example_works_when_pasted(dev_stack: DevStack, tmp_path: Path) -> None:
     reports = run_readme(README.read_text(), tmp_path, api_url=dev_stack.url)
     if reports:
