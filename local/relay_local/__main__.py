@@ -41,6 +41,16 @@ def env_file_text(stack: LocalStack) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by this user only: it holds the API key and the webhook secret."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+
+
 def banner(
     stack: LocalStack, upstream: str, log_path: Path | None = None, env_path: Path | None = None
 ) -> str:
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 else f"{os.environ.get('OPTIMIZED_API_URL')} (OPTIMIZED_API_URL)"
             )
             env_text = env_file_text(stack)
-            env_path.write_text(env_text)
+            write_private(env_path, env_text)
             print(banner(stack, upstream, log_path, env_path), flush=True)
             while not stopping.wait(0.5):
                 pass
