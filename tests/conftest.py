@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -64,14 +69,21 @@ CAMPAIGN = "9e679c93-ff33-4b1e-bfad-1ac77afe1aef"
 FINISHED = {"completed", "scheduled", "partially_cancelled", "partially_failed", "failed", "cancelled"}
 
 RELAY_FIXTURE = "relay"
+DEV_FIXTURE = "dev_stack"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests on the shared relay stack run last: modules that start their own LocalStack (one per
     # process at a time) are then done before the shared one starts, and it is started only once.
-    own = [item for item in items if RELAY_FIXTURE not in getattr(item, "fixturenames", ())]
-    shared = [item for item in items if RELAY_FIXTURE in getattr(item, "fixturenames", ())]
-    items[:] = own + shared
+    # Tests on `make dev` (a process of its own) run together just before, so it runs once and
+    # is stopped before the shared stack starts.
+    def uses(item: pytest.Item, fixture: str) -> bool:
+        return fixture in getattr(item, "fixturenames", ())
+
+    shared = [item for item in items if uses(item, RELAY_FIXTURE)]
+    dev = [item for item in items if uses(item, DEV_FIXTURE) and not uses(item, RELAY_FIXTURE)]
+    own = [item for item in items if item not in shared and item not in dev]
+    items[:] = own + dev + shared
 
 
 # -- the stack ------------------------------------------------------------------------------------
@@ -302,3 +314,135 @@ def batches_for(stack: LocalStack, group: str, status: int | None = None) -> lis
     return [
         b for b in stack.sandbox.received if b.group_id == group and (status is None or b.status == status)
     ]
+
+
+# -- `make dev`, as a user runs it ----------------------------------------------------------------
+
+USER_ENV_KEYS = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "SHELL")
+
+
+def user_path() -> str:
+    """PATH as a user has it after the README's setup: the project's virtualenv is not on it
+    (the README never activates it), whatever the shell running the tests has."""
+    venvs = {Path(sys.prefix).resolve(), (REPO / ".venv").resolve()}
+    if os.environ.get("VIRTUAL_ENV"):
+        venvs.add(Path(os.environ["VIRTUAL_ENV"]).resolve())
+    kept = []
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        resolved = Path(entry).resolve() if entry else None
+        if resolved is None or any(resolved == v or v in resolved.parents for v in venvs):
+            continue
+        kept.append(entry)
+    return os.pathsep.join(kept)
+
+
+def user_environment(**extra: str) -> dict[str, str]:
+    """A user's shell environment: none of the relay's settings, AWS variables or test values that
+    a stack running in this process has put in ``os.environ``."""
+    env = {key: os.environ[key] for key in USER_ENV_KEYS if key in os.environ}
+    env["PATH"] = user_path()
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(extra)
+    return env
+
+
+class DevStack:
+    """``make dev`` in a process of its own (``.venv/bin/relay-local``, what the make target runs),
+    from the repository root, with a user's environment, on a free port: its terminal output is
+    collected line by line; it writes ``.venv/relay-local.env`` and ``.venv/relay-local.log`` of
+    this checkout, as ``make dev`` does (so do not run ``make dev`` in this checkout meanwhile)."""
+
+    BANNER_END = "Ctrl-C to stop."
+    ENV_FILE = REPO / ".venv" / "relay-local.env"
+    LOG_FILE = REPO / ".venv" / "relay-local.log"
+
+    def __init__(self, timeout_s: float = 180.0) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        script = Path(sys.prefix) / "bin" / "relay-local"
+        self.process = subprocess.Popen(  # noqa: S603 - the project's own console script
+            [str(script)],
+            cwd=REPO,
+            env=user_environment(RELAY_LOCAL_PORT="0", PYTHONUNBUFFERED="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, name="dev-stack-output", daemon=True)
+        self._reader.start()
+        try:
+            wait_for(
+                lambda: self.BANNER_END in self.output() or self.process.poll() is not None,
+                timeout=timeout_s,
+                what="make dev to print its banner",
+            )
+            if self.process.poll() is not None:
+                raise AssertionError(f"relay-local exited with {self.process.returncode}:\n{self.output()}")
+            self.env = self._read_env_file()
+        except BaseException:
+            self.stop()
+            raise
+        self.url = self.env["RELAY_API_URL"]
+        self.key = self.env["RELAY_API_KEY"]
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._lock:
+                self.lines.append(line.rstrip("\n"))
+
+    def _read_env_file(self) -> dict[str, str]:
+        values = {}
+        for line in self.ENV_FILE.read_text().splitlines():
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").partition("=")
+                values[name] = shlex.split(value)[0] if value else ""
+        return values
+
+    def output(self, since: int = 0) -> str:
+        with self._lock:
+            return "\n".join(self.lines[since:])
+
+    def mark(self) -> int:
+        """Where the output is now: ``output(since=mark)`` is what came after."""
+        with self._lock:
+            return len(self.lines)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # relay-local stops its stack and instances
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._reader.join(5)
+
+
+_dev_stack: DevStack | None = None
+
+
+@pytest.fixture
+def dev_stack() -> DevStack:
+    """``make dev``, started by the first test that asks and stopped after the last one in a row
+    (they are ordered together)."""
+    global _dev_stack
+    if _dev_stack is None:
+        _dev_stack = DevStack()
+    return _dev_stack
+
+
+def _stop_dev_stack() -> None:
+    global _dev_stack
+    if _dev_stack is not None:
+        stack, _dev_stack = _dev_stack, None
+        stack.stop()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or DEV_FIXTURE not in getattr(nextitem, "fixturenames", ()):
+        _stop_dev_stack()
+
+
+def pytest_sessionfinish() -> None:
+    _stop_dev_stack()

@@ -270,6 +270,16 @@ def to_http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return 200, [("Content-Type", "application/json")], data
 
 
+def _error_summary(body: bytes) -> str:
+    """ ": <message> (<field>: <detail>, ...)" of an answer in the relay's error shape, else ""."""
+    try:
+        error = json.loads(body)["error"]
+        details = [f"{d.get('field')}: {d.get('message')}" for d in error.get("details") or []]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    return f" {error.get('code')}: " + ("; ".join(details) if details else str(error.get("message")))
+
+
 def _json_error(status: int, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode()
 
@@ -334,6 +344,8 @@ class _Handler(BaseHTTPRequestHandler):
             sys.stderr.write(f"[relay-local] {route.name} failed on {route.route_key}:\n")
             traceback.print_exc(file=sys.stderr)
             response = _json_error(500, "Internal Server Error")
+        if response[0] >= 400:  # the function logs what it accepts; make dev shows refusals too
+            log.info("%s %s answered %d%s", self.command, path_only, response[0], _error_summary(response[2]))
         self._send(*response)
 
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:

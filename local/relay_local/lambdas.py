@@ -6,8 +6,9 @@ that imports the handler once (a cold start) and then serves one invocation at a
 long as it stays healthy (warm). Events and results travel over a ``multiprocessing.Pipe``, never
 stdout: an instance's stdout and stderr (Powertools prints its logs and metrics as JSON lines
 there) are pipes the stack copies line by line to its own ``sys.stdout`` / ``sys.stderr`` - the
-terminal under ``make dev``, the test's captured output under pytest - and an invocation returns
-once what it printed has been copied.
+test's captured output under pytest - or to the sink set with :func:`set_output_sink` (``make dev``:
+a short line per event in the terminal, the JSON in a file), and an invocation returns once what
+it printed has been copied.
 
 Like Lambda:
 
@@ -80,6 +81,19 @@ def failpoints_fired() -> collections.Counter[str]:
     """How often each failpoint fired in the instances of this process's stack, by name."""
     with _fired_lock:
         return collections.Counter(_fired)
+
+
+OutputSink = Callable[[str, str, str], None]
+"""Takes what an instance printed: (function, "stdout" or "stderr", whole lines of text)."""
+_output_sink: OutputSink | None = None
+
+
+def set_output_sink(sink: OutputSink | None) -> None:
+    """Send the instances' output to ``sink`` (called with the function's name - its code folder,
+    e.g. ``dispatch`` - the stream and whole lines) instead of this process's stdout/stderr;
+    None restores the default."""
+    global _output_sink
+    _output_sink = sink
 
 
 def metrics_emitted() -> collections.Counter[str]:
@@ -298,10 +312,11 @@ class _Pump(threading.Thread):
     """Copies an instance's stdout or stderr pipe to this process's ``sys.stdout`` / ``sys.stderr``
     (looked up on every write, so pytest's capture of the test running now gets it)."""
 
-    def __init__(self, reader: Connection, stream: str, name: str) -> None:
+    def __init__(self, reader: Connection, stream: str, name: str, function: str = "") -> None:
         super().__init__(name=f"{name}:{stream}", daemon=True)
         self.reader = reader
         self.stream = stream
+        self.function = function or name
         self.marks = 0
         self.closed = False
         self._seen = threading.Condition()
@@ -340,8 +355,12 @@ class _Pump(threading.Thread):
                 _fired.update(names)
         if b'"_aws"' in data:
             _count_emf(data.decode("utf-8", "replace"))
-        stream = getattr(sys, self.stream)
+        sink = _output_sink
         with contextlib.suppress(Exception):  # a closed or swapped stream must not kill the pump
+            if sink is not None:
+                sink(self.function, self.stream, data.decode("utf-8", "replace"))
+                return
+            stream = getattr(sys, self.stream)
             stream.write(data.decode("utf-8", "replace"))
             stream.flush()
 
@@ -591,7 +610,8 @@ class LocalFunction:
             process.start()
         for end in (theirs, out_writer, err_writer):
             end.close()  # the instance's alone now: when it dies, reading ours ends (EOF)
-        pumps = (_Pump(out_reader, "stdout", name), _Pump(err_reader, "stderr", name))
+        short = Path(self.code_uri).name  # functions/dispatch/ -> dispatch
+        pumps = (_Pump(out_reader, "stdout", name, short), _Pump(err_reader, "stderr", name, short))
         for pump in pumps:
             pump.start()
         instance = _Instance(process, ours, generation, time.time(), pid=int(process.pid or 0), pumps=pumps)
