@@ -360,7 +360,7 @@ class DevStack:
         self.lines: list[str] = []
         self._lock = threading.Lock()
         script = Path(sys.prefix) / "bin" / "relay-local"
-        self.process = subprocess.Popen(  # noqa: S603 - the project's own console script
+        self.process = subprocess.Popen(
             [str(script)],
             cwd=REPO,
             env=user_environment(RELAY_LOCAL_PORT="0", PYTHONUNBUFFERED="1"),

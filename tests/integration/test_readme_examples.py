@@ -403,7 +403,7 @@ def run_readme(
     script = workdir / "readme.sh"
     script.write_text(build_script(readme, blocks, workdir, api_url))
     try:
-        done = subprocess.run(  # noqa: S603 - bash running the README, built by this test
+        done = subprocess.run(
             ["bash", str(script)],  # noqa: S607 - the user's bash, found on their PATH
             cwd=REPO,
             env=user_environment(TMPDIR=str(workdir), TERM="dumb", **(env or {})),
