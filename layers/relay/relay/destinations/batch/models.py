@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from relay.core.models import E164, EMAIL, Model
+from relay.core.models import E164, EMAIL, Model, RequestModel
 from relay.core.safe_schema import compile_pattern
 from relay.destinations.batch.settings import get_settings
 
@@ -267,7 +267,7 @@ class Operation(Model):
         return operation
 
 
-class ProfilesRequest(Model):
+class ProfilesRequest(RequestModel):
     """``POST /v1/batch/profiles``: any number of operations, packed into calls of at most 200."""
 
     operations: list[Operation] = Field(min_length=1)

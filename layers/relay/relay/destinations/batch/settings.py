@@ -124,6 +124,9 @@ class BatchSettings(RelaySettings):
 
     @model_validator(mode="after")
     def _event_names_valid(self) -> BatchSettings:
+        # Checked only when results are mirrored: a stricter pattern must not stop profile updates.
+        if not self.batch_mirror_results:
+            return self
         pattern = re.compile(self.batch_event_name_pattern)
         bad = {t: n for t, n in self.event_names().items() if n is not None and not pattern.fullmatch(n)}
         if bad:
