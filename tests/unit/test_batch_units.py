@@ -106,9 +106,7 @@ def test_a_full_operation_in_batchs_shape_is_accepted() -> None:
 )
 def test_exactly_one_identifier_with_the_field_named(identifiers: dict[str, Any]) -> None:
     found = errors_of(op(), op(), {"identifiers": identifiers})
-    assert found == [
-        ("operations[2].identifiers", "exactly one of custom_id or installation is required")
-    ]
+    assert found == [("operations[2].identifiers", "exactly one of custom_id or installation is required")]
 
 
 @pytest.mark.parametrize(
